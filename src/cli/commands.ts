@@ -1,0 +1,7 @@
+/** The list of commands. Each module exports `register(program, ctx)`; add one line per command. */
+import type { Command } from 'commander';
+import type { CliContext } from './action.js';
+
+export type Register = (program: Command, ctx: CliContext) => void;
+
+export const commands: Register[] = [];
