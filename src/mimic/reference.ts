@@ -99,8 +99,9 @@ function layerScores(terms: TowerTerms, dNorm: number): LayerScores {
   for (let i = 0; i < b; i++) {
     const g = Math.sqrt(Math.max(terms.norm2[i]!, 0)); // rounding can leave a zero norm slightly negative
     gradNorm[i] = g;
-    mimicProj[i] = dNorm > 0 ? -terms.dot[i]! / dNorm : 0;
-    mimicCos[i] = dNorm > 0 && g > 0 ? -terms.dot[i]! / (g * dNorm) : 0;
+    // 0 − dot rather than −dot: a zero gradient scores +0, not −0.
+    mimicProj[i] = dNorm > 0 ? (0 - terms.dot[i]!) / dNorm : 0;
+    mimicCos[i] = dNorm > 0 && g > 0 ? (0 - terms.dot[i]!) / (g * dNorm) : 0;
   }
   return { gradNorm, mimicProj, mimicCos };
 }
