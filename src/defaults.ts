@@ -9,7 +9,81 @@ export const DEFAULTS = {
     captionKey: 'txt',
     metadataKey: 'json',
   },
+  /** Reading shards (src/wds). */
+  shards: {
+    /** Samples read ahead of the consumer before reading pauses: bounds memory whatever the shard holds. */
+    queueSamples: 32,
+    /** Bytes per read from a local file: large reads keep per-chunk costs low. */
+    readChunkBytes: 1 << 20,
+    http: {
+      /** Attempts after the first, for connection errors, 5xx/429 answers and bodies cut short (resumed by Range). */
+      retries: 5,
+      /** First wait between attempts, doubled each time. */
+      retryDelayMs: 500,
+      /** A connection idle this long while waiting for data counts as dropped. */
+      timeoutMs: 60_000,
+      maxRedirects: 5,
+    },
+  },
+  image: {
+    /**
+     * Images with more pixels than this are refused before decoding (sharp's limitInputPixels). PIL refuses
+     * images over twice its MAX_IMAGE_PIXELS (89,478,485) with DecompressionBombError; we refuse at the same
+     * point so that no image a PIL pipeline accepts is lost, and nothing larger is ever decoded.
+     */
+    limitInputPixels: 178_956_970,
+    /**
+     * sharp's failOn: 'error' fails truncated and corrupt images (as PIL does) but accepts the recoverable
+     * warnings (e.g. extraneous bytes before a JPEG marker) that PIL silently accepts too.
+     */
+    failOn: 'error',
+    /** libvips threads per image: throughput comes from decoding several images at once, not from splitting one. */
+    concurrency: 1,
+    /**
+     * JPEG DCT shrink-on-load is faster for large downscales but departs from PIL's full bicubic convolution;
+     * off by default so that preprocessing matches PIL/torchvision as closely as libvips allows.
+     */
+    fastShrinkOnLoad: false,
+    /** Container formats decoded; PIL cannot read SVG/PDF either, and rendering them is a needless risk. */
+    formats: ['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif'],
+  },
+  /** Model bundles, onnxruntime sessions and execution providers (src/model). */
+  model: {
+    /** 'auto' uses the CUDA EP when it loads (and says so), else the CPU. */
+    device: 'auto',
+    /** onnxruntime intra-op threads; 0 = the cores this process may use (os.availableParallelism()). */
+    intraOpThreads: 0,
+    /** One: the encoders are sequential graphs, extra inter-op threads only compete for the cores. */
+    interOpThreads: 1,
+    /** Spinning threads burn the cores that decoding needs between runs (DESIGN §8). */
+    allowSpinning: false,
+    /** Samples per pool feature comparison in `mimic check`. */
+    checkSamples: 256,
+    /** Batch size when `mimic check` runs the encoders on pool samples. */
+    checkBatchSize: 32,
+  },
+  gradGraph: {
+    /** Opset of the per-sample-gradient graph; onnxruntime 1.29 runs 7–23, onnx 1.12's checker knows up to 17. */
+    opset: 17,
+    /** Its session: the graph is small (B×B Gram matrices), so two threads and no spinning on a shared CPU. */
+    session: { intraOpNumThreads: 2, interOpNumThreads: 1, allowSpinning: false },
+  },
   score: {
     batchSize: 256,
+  },
+  /** DataComp's basic and text-based filters (src/text/datacomp*.ts), with DataComp's own thresholds. */
+  datacomp: {
+    /** A caption needs more than this many words (Python `str.split()`). */
+    wordsMoreThan: 2,
+    /** ... and more than this many characters, counted in code points (Python `len`). */
+    charsMoreThan: 5,
+    /** The shorter side of the original image (json `original_width`/`original_height`) must reach this. */
+    minShortSide: 200,
+    /** Longer side / shorter side at most this. */
+    maxAspectRatio: 3.0,
+    /** fastText lid.176's top label that counts as English (no probability threshold, as in DataComp). */
+    englishLabel: 'en',
+    /** Distinct caption words whose WordNet lookup is remembered; the cache is emptied when full. */
+    wordCacheSize: 200_000,
   },
 } as const;

@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+// Decode/preprocess throughput on img2dataset-like 256-px JPEGs (quality 95), made with sharp from the real
+// photo in ../shared/fixtures/wds/nemo-00000.tar (random crops, so every image differs).
+// Reports wall rate with one image in flight (≈ one core) and images per CPU-second (process.cpuUsage,
+// robust to a shared machine), for: header read, raw decode, decode+resize+crop, + float32 CHW, + uint8 copy.
+// Usage: npm run build && node scripts/bench-decode.mjs [--images 200] [--seconds 3] [--size 224] [--parallel 2]
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import sharp from 'sharp';
+import {
+  CLIP_MEAN, CLIP_STD, configureSharp, decodeResized, libvipsVersion, normalizeHwcToChw, normalizeTable,
+  preprocessInto, preprocessUint8Into,
+} from '../dist/image/index.js';
+
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const nImages = arg('images', 200);
+const seconds = arg('seconds', 3);
+const size = arg('size', 224);
+const parallel = arg('parallel', 1);
+
+function tarMember(tarPath, name) {
+  const buf = readFileSync(tarPath);
+  for (let off = 0; off + 512 <= buf.length; ) {
+    const n = buf.toString('latin1', off, off + 100).replace(/\0.*$/s, '');
+    if (!n) break;
+    const len = parseInt(buf.toString('latin1', off + 124, off + 136).replace(/\0.*$/s, '').trim(), 8);
+    if (n === name) return buf.subarray(off + 512, off + 512 + len);
+    off += 512 + Math.ceil(len / 512) * 512;
+  }
+  throw new Error(`${name} not in ${tarPath}`);
+}
+
+async function makeJpegs() {
+  const photo = tarMember(new URL('../../shared/fixtures/wds/nemo-00000.tar', import.meta.url).pathname, '0.jpg');
+  const { width, height } = await sharp(photo).metadata();
+  const out = [];
+  let seed = 1;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (let i = 0; i < nImages; i++) {
+    const w = Math.floor(width * (0.4 + 0.6 * rnd()));
+    const h = Math.floor(height * (0.4 + 0.6 * rnd()));
+    const left = Math.floor((width - w) * rnd());
+    const top = Math.floor((height - h) * rnd());
+    // img2dataset's keep_ratio: shorter side to 256.
+    const resize = w < h ? { width: 256 } : { height: 256 };
+    out.push(await sharp(photo).extract({ left, top, width: w, height: h }).resize(resize).jpeg({ quality: 95 }).toBuffer());
+  }
+  return out;
+}
+
+async function measure(name, images, fn) {
+  // Warm-up, then as many passes as fit in the time budget.
+  for (let i = 0; i < Math.min(20, images.length); i++) await fn(images[i], i);
+  let done = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let next = 0;
+  const worker = async () => {
+    while (performance.now() - t0 < seconds * 1000) {
+      const i = next++ % images.length;
+      await fn(images[i], i);
+      done++;
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const cpuS = (cpu.user + cpu.system) / 1e6;
+  const row = { stage: name, images: done, 'img/s (wall)': +(done / wall).toFixed(1), 'img per CPU-s': +(done / cpuS).toFixed(1) };
+  console.log(JSON.stringify(row));
+  return row;
+}
+
+configureSharp({ concurrency: 1 });
+const spec = { size, mean: CLIP_MEAN, std: CLIP_STD, resize: 'shortest' };
+const jpegs = await makeJpegs();
+const meta = await sharp(jpegs[0]).metadata();
+console.log(JSON.stringify({
+  machine: `${os.cpus()[0]?.model} ×${os.cpus().length}`, node: process.version, libvips: libvipsVersion(),
+  images: jpegs.length, example: `${meta.width}×${meta.height}`, mean_bytes: Math.round(jpegs.reduce((a, b) => a + b.length, 0) / jpegs.length),
+  size, parallel, note: 'shared machine: numbers are noisy',
+}));
+const floats = new Float32Array(3 * size * size);
+const bytes = new Uint8Array(3 * size * size);
+const table = normalizeTable(spec);
+const pixels = (await decodeResized(jpegs[0], spec)).pixels;
+
+await measure('metadata (header read)', jpegs, (b) => sharp(b).metadata());
+await measure('raw decode (full size)', jpegs, (b) => sharp(b, { ignoreIcc: true }).raw().toBuffer());
+await measure('decode+resize+crop (uint8 S×S×3)', jpegs, (b) => decodeResized(b, spec));
+await measure('preprocessUint8Into', jpegs, (b) => preprocessUint8Into(b, spec, bytes, 0));
+await measure('preprocessInto (float32 CHW)', jpegs, (b) => preprocessInto(b, spec, floats, 0));
+
+// The JavaScript part alone: table lookup HWC uint8 → CHW float32, against the naive arithmetic loop.
+const reps = 2000;
+let t0 = performance.now();
+for (let r = 0; r < reps; r++) normalizeHwcToChw(pixels, size * size, table, floats, 0);
+const lutUs = ((performance.now() - t0) * 1000) / reps;
+t0 = performance.now();
+const [m0, m1, m2] = spec.mean; const [s0, s1, s2] = spec.std; const n = size * size;
+for (let r = 0; r < reps; r++) {
+  for (let i = 0, j = 0; i < n; i++, j += 3) {
+    floats[i] = (pixels[j] / 255 - m0) / s0;
+    floats[n + i] = (pixels[j + 1] / 255 - m1) / s1;
+    floats[2 * n + i] = (pixels[j + 2] / 255 - m2) / s2;
+  }
+}
+const naiveUs = ((performance.now() - t0) * 1000) / reps;
+console.log(JSON.stringify({ stage: 'float32 CHW conversion only', 'table µs/img': +lutUs.toFixed(1), 'arithmetic µs/img': +naiveUs.toFixed(1) }));

@@ -1,0 +1,242 @@
+import sharp, { type Metadata, type OutputInfo, type Sharp, type SharpOptions } from 'sharp';
+import { DEFAULTS } from '../defaults.js';
+import { ImageDecodeError } from './errors.js';
+import { readJpegFrame } from './jpeg-header.js';
+import { ensureSharpConfigured } from './sharp-setup.js';
+import { resizeGeometry, type ImageSpec, type ResizeGeometry } from './spec.js';
+
+export type FailOn = 'none' | 'truncated' | 'error' | 'warning';
+
+export interface DecodeOptions {
+  /** Refuse images with more pixels than this (0 or Infinity: no limit). */
+  limitInputPixels?: number;
+  /** sharp's failOn: how bad pixel data must be to fail. */
+  failOn?: FailOn;
+  /** Allow JPEG DCT shrink-on-load (faster on large downscales, further from PIL). */
+  fastShrinkOnLoad?: boolean;
+  /** Formats accepted, as sharp's metadata names them. */
+  formats?: readonly string[];
+  /** Named in error messages (e.g. `shard.tar:key.jpg`). */
+  file?: string;
+}
+
+/** What the source image was, for logs and for filters that look at original sizes. */
+export interface SourceInfo {
+  format: string;
+  width: number;
+  height: number;
+  /** libvips' interpretation before conversion: 'srgb', 'b-w', 'cmyk', 'rgb16', 'grey16', ... */
+  space: string;
+  channels: number;
+  hasAlpha: boolean;
+  /** Frames in an animated image; only the first is used. */
+  pages: number;
+}
+
+export interface DecodedImage {
+  /** S×S×3 RGB, row-major, uint8 (HWC). */
+  pixels: Buffer;
+  source: SourceInfo;
+}
+
+const PIXEL_LIMIT_MESSAGE = 'exceeds pixel limit';
+
+function limitOf(opts: DecodeOptions): number | false {
+  const limit = opts.limitInputPixels ?? DEFAULTS.image.limitInputPixels;
+  return limit > 0 && Number.isFinite(limit) ? limit : false;
+}
+
+function inputOptions(opts: DecodeOptions): SharpOptions {
+  return {
+    limitInputPixels: limitOf(opts),
+    failOn: opts.failOn ?? DEFAULTS.image.failOn,
+    // PIL ignores embedded ICC profiles, and so does OpenAI's preprocessing; converting through them would
+    // change the pixels the model was trained on (and costs time).
+    ignoreIcc: true,
+    // PIL does not apply EXIF orientation on open; neither do we (sharp's default, stated for the reader).
+    autoOrient: false,
+  };
+}
+
+function decodeError(opts: DecodeOptions, what: string, cause?: unknown): ImageDecodeError {
+  return new ImageDecodeError('decode_error', `image could not be decoded: ${what}`, {
+    file: opts.file,
+    cause,
+    hint: 'the sample is recorded as decode_error and skipped',
+  });
+}
+
+function tooLarge(opts: DecodeOptions, width: number | undefined, height: number | undefined): ImageDecodeError {
+  const limit = limitOf(opts);
+  const size = width && height ? `${width}×${height} = ${(width * height).toLocaleString('en-US')} pixels` : 'the image';
+  return new ImageDecodeError('image_too_large', `${size} is over the limit of ${Number(limit).toLocaleString('en-US')} pixels`, {
+    file: opts.file,
+    hint: 'a possible decompression bomb; raise image.limitInputPixels (--limit-input-pixels) if such images are expected',
+  });
+}
+
+async function headerDimensions(bytes: Uint8Array): Promise<{ width?: number; height?: number }> {
+  try {
+    const m = await sharp(bytes, { limitInputPixels: false }).metadata();
+    return { width: m.width, height: m.pageHeight ?? m.height };
+  } catch {
+    return {};
+  }
+}
+
+function rethrow(e: unknown, bytes: Uint8Array, opts: DecodeOptions): Promise<never> {
+  const message = e instanceof Error ? e.message : String(e);
+  if (message.includes(PIXEL_LIMIT_MESSAGE)) {
+    return headerDimensions(bytes).then(({ width, height }) => {
+      throw tooLarge(opts, width, height);
+    });
+  }
+  throw decodeError(opts, message, e);
+}
+
+function checkLimit(width: number, height: number, opts: DecodeOptions): void {
+  const limit = limitOf(opts);
+  if (limit !== false && width * height > limit) throw tooLarge(opts, width, height);
+}
+
+/** The common case, an 8-bit Huffman-coded grey or colour JPEG, read without a trip through sharp. */
+function fastJpegSource(bytes: Uint8Array, opts: DecodeOptions): SourceInfo | undefined {
+  const f = readJpegFrame(bytes);
+  if (!f || f.precision !== 8 || f.marker > 0xc2 || (f.components !== 3 && f.components !== 1)) return undefined;
+  if (!(opts.formats ?? DEFAULTS.image.formats).includes('jpeg')) return undefined;
+  checkLimit(f.width, f.height, opts);
+  return {
+    format: 'jpeg',
+    width: f.width,
+    height: f.height,
+    space: f.components === 1 ? 'b-w' : 'srgb',
+    channels: f.components,
+    hasAlpha: false,
+    pages: 1,
+  };
+}
+
+async function readSource(bytes: Uint8Array, opts: DecodeOptions): Promise<SourceInfo> {
+  const fast = fastJpegSource(bytes, opts);
+  if (fast) return fast;
+  let m: Metadata;
+  try {
+    m = await sharp(bytes, inputOptions(opts)).metadata();
+  } catch (e) {
+    return rethrow(e, bytes, opts);
+  }
+  const formats = opts.formats ?? DEFAULTS.image.formats;
+  if (!formats.includes(m.format)) {
+    throw decodeError(opts, `format "${m.format}" is not one of ${formats.join(', ')}`);
+  }
+  // With the default pages: 1, sharp reports the first frame's size for animated images.
+  const width = m.width;
+  const height = m.pageHeight ?? m.height;
+  if (!width || !height) throw decodeError(opts, 'no image dimensions in the header');
+  checkLimit(width, height, opts);
+  return {
+    format: m.format,
+    width,
+    height,
+    space: m.space ?? 'srgb',
+    channels: m.channels ?? 3,
+    hasAlpha: m.hasAlpha ?? false,
+    pages: m.pages ?? 1,
+  };
+}
+
+function resizeAndCrop(pipeline: Sharp, source: SourceInfo, g: ResizeGeometry, size: number, opts: DecodeOptions): Sharp {
+  if (g.width !== source.width || g.height !== source.height) {
+    pipeline = pipeline.resize(g.width, g.height, {
+      fit: 'fill',
+      // Catmull-Rom (a = -0.5), the cubic PIL's BICUBIC uses; libvips widens it on downscale like PIL does.
+      kernel: 'cubic',
+      fastShrinkOnLoad: opts.fastShrinkOnLoad ?? DEFAULTS.image.fastShrinkOnLoad,
+    });
+  }
+  if (g.width !== size || g.height !== size) {
+    pipeline = pipeline.extract({ left: g.left, top: g.top, width: size, height: size });
+  }
+  return pipeline;
+}
+
+async function toRgb(pipeline: Sharp, width: number, height: number, bytes: Uint8Array, opts: DecodeOptions): Promise<Buffer> {
+  let out: { data: Buffer; info: OutputInfo };
+  try {
+    out = await pipeline.toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    return rethrow(e, bytes, opts);
+  }
+  const { info } = out;
+  if (info.channels !== 3 || info.width !== width || info.height !== height) {
+    throw decodeError(opts, `unexpected decoded layout ${info.width}×${info.height}×${info.channels}`);
+  }
+  return out.data;
+}
+
+/**
+ * PIL's CMYK → RGB (`Image.convert('RGB')`): R = (255 − C)(255 − K)/255 with its integer rounding. Naive, but
+ * it is what CLIP models saw; libvips would go through an ICC profile and give other colours.
+ */
+function cmykToRgbLikePil(cmyk: Buffer, pixels: number, channels: number): Buffer {
+  const rgb = Buffer.allocUnsafe(pixels * 3);
+  for (let i = 0, j = 0; i < pixels; i++, j += channels) {
+    const nc = 255 - cmyk[j + 3]!;
+    for (let c = 0; c < 3; c++) {
+      const t = cmyk[j + c]! * nc + 128;
+      rgb[i * 3 + c] = nc - (((t >> 8) + t) >> 8);
+    }
+  }
+  return rgb;
+}
+
+/**
+ * The full-size RGB image PIL's `.convert('RGB')` gives, for the modes where dropping channels must happen
+ * before resizing: alpha is dropped, not composited (and not premultiplied into the resize, which libvips
+ * would do), and CMYK uses PIL's formula.
+ */
+async function fullSizeRgb(bytes: Uint8Array, source: SourceInfo, opts: DecodeOptions): Promise<Buffer> {
+  if (source.space === 'cmyk') {
+    let out: { data: Buffer; info: OutputInfo };
+    try {
+      out = await sharp(bytes, inputOptions(opts))
+        .pipelineColourspace('cmyk')
+        .toColourspace('cmyk')
+        .raw({ depth: 'uchar' })
+        .toBuffer({ resolveWithObject: true });
+    } catch (e) {
+      return rethrow(e, bytes, opts);
+    }
+    if (out.info.channels < 4) throw decodeError(opts, `CMYK image decoded to ${out.info.channels} channels`);
+    return cmykToRgbLikePil(out.data, source.width * source.height, out.info.channels);
+  }
+  return toRgb(sharp(bytes, inputOptions(opts)).removeAlpha(), source.width, source.height, bytes, opts);
+}
+
+/**
+ * Alpha, CMYK and 16-bit images go through a full-size 8-bit RGB first, as PIL converts before it resizes;
+ * plain 8-bit RGB and grey images resize straight from the decoder (grey channels replicate either way).
+ */
+function needsFullSizeRgb(source: SourceInfo): boolean {
+  return source.hasAlpha || source.space === 'cmyk' || source.space === 'rgb16' || source.space === 'grey16';
+}
+
+/**
+ * Decodes one image and brings it to the spec's S×S RGB, matching torchvision's `Resize(S, BICUBIC)`,
+ * `CenterCrop(S)` on `Image.open(f).convert('RGB')`. Throws ImageDecodeError (E_IMAGE) with a kind.
+ */
+export async function decodeResized(bytes: Uint8Array, spec: ImageSpec, opts: DecodeOptions = {}): Promise<DecodedImage> {
+  ensureSharpConfigured();
+  const source = await readSource(bytes, opts);
+  const g = resizeGeometry(source.width, source.height, spec);
+  let pipeline: Sharp;
+  if (needsFullSizeRgb(source)) {
+    const rgb = await fullSizeRgb(bytes, source, opts);
+    pipeline = sharp(rgb, { raw: { width: source.width, height: source.height, channels: 3 } });
+  } else {
+    pipeline = sharp(bytes, inputOptions(opts));
+  }
+  pipeline = resizeAndCrop(pipeline, source, g, spec.size, opts);
+  const pixels = await toRgb(pipeline, spec.size, spec.size, bytes, opts);
+  return { pixels, source };
+}
