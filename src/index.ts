@@ -8,3 +8,4 @@ export { VERSION } from './version.js';
 export { mimicFromFeatures } from './mimic/reference.js';
 export { readGoldenFile, type GoldenCase } from './mimic/golden.js';
 export { MIMIC_LAYERS, type MimicLayer, type MimicFeaturesInput, type MimicScores, type LayerScores } from './mimic/types.js';
+export * from './wds/index.js';

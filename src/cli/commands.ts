@@ -1,7 +1,8 @@
 /** The list of commands. Each module exports `register(program, ctx)`; add one line per command. */
 import type { Command } from 'commander';
 import type { CliContext } from './action.js';
+import { register as inspect } from './inspect.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [];
+export const commands: Register[] = [inspect];

@@ -1,0 +1,50 @@
+/**
+ * `pipe:CMD` shards: the command's standard output is the shard, as in webdataset. The stream ends only once
+ * the command has exited, so that a command failing after its last byte (e.g. `curl` on a broken transfer)
+ * still fails the shard, with the tail of its standard error in the message.
+ */
+import { spawn } from 'node:child_process';
+import { PassThrough, type Readable } from 'node:stream';
+import { MimicError } from '../errors.js';
+import type { ShardInfo } from './types.js';
+
+const STDERR_TAIL = 2000;
+
+export function openPipe(url: string, opts: { signal?: AbortSignal }): { info: ShardInfo; stream: Readable } {
+  const command = url.slice('pipe:'.length);
+  const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'], signal: opts.signal });
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  let stderr = '';
+  let given = false; // the reader stopped early: the command's exit status no longer matters
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (s: string) => {
+    stderr = (stderr + s).slice(-STDERR_TAIL);
+  });
+  child.stdout.pipe(out, { end: false });
+  child.on('error', (e) => {
+    if (!given) out.destroy(pipeError(url, `cannot run the command: ${e.message}`, stderr));
+  });
+  child.on('close', (code, signal) => {
+    if (given) return;
+    if (code === 0) out.end();
+    else {
+      const status = code === null ? `was killed by ${signal}` : `exited with status ${code}`;
+      out.destroy(pipeError(url, `the command ${status}`, stderr));
+    }
+  });
+  out.on('close', () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      given = true;
+      child.kill('SIGTERM');
+    }
+  });
+  return { info: { url }, stream: out };
+}
+
+function pipeError(url: string, what: string, stderr: string): MimicError {
+  const tail = stderr.trim();
+  return new MimicError('E_SOURCE', `pipe shard "${url}": ${what}${tail ? `; its stderr ends with: ${tail}` : ''}`, {
+    file: url,
+    hint: 'run the command by hand to see why it fails',
+  });
+}
