@@ -93,6 +93,10 @@ await measure('raw decode (full size)', jpegs, (b) => sharp(b, { ignoreIcc: true
 await measure('decode+resize+crop (uint8 S×S×3)', jpegs, (b) => decodeResized(b, spec));
 await measure('preprocessUint8Into', jpegs, (b) => preprocessUint8Into(b, spec, bytes, 0));
 await measure('preprocessInto (float32 CHW)', jpegs, (b) => preprocessInto(b, spec, floats, 0));
+await measure("preprocessInto, resampler 'pil' (bit-exact PIL)", jpegs, (b) => preprocessInto(b, spec, floats, 0, { resampler: 'pil' }));
+// Small images are enlarged, through the PIL re-implementation in every mode.
+const small = await Promise.all(jpegs.slice(0, 50).map((b) => sharp(b).resize({ width: 96 }).jpeg({ quality: 95 }).toBuffer()));
+await measure('preprocessInto, 96-px JPEGs enlarged', small, (b) => preprocessInto(b, spec, floats, 0));
 
 // The JavaScript part alone: table lookup HWC uint8 → CHW float32, against the naive arithmetic loop.
 const reps = 2000;

@@ -44,6 +44,8 @@ export const DEFAULTS = {
      * off by default so that preprocessing matches PIL/torchvision as closely as libvips allows.
      */
     fastShrinkOnLoad: false,
+    /** libvips shrinks (fast, ≤ a few LSB from PIL); PIL's bicubic, re-implemented bit-exactly, enlarges. */
+    resampler: 'auto',
     /** Container formats decoded; PIL cannot read SVG/PDF either, and rendering them is a needless risk. */
     formats: ['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif'],
   },
@@ -65,6 +67,12 @@ export const DEFAULTS = {
   gradGraph: {
     /** Opset of the per-sample-gradient graph; onnxruntime 1.29 runs 7–23, onnx 1.12's checker knows up to 17. */
     opset: 17,
+    /**
+     * Arithmetic inside the graph (features in and scores out stay float32). float64: the towers' terms cancel
+     * in `both` for some samples, and float64 keeps those scores accurate at a cost that is small next to the
+     * encoders (measured by scripts/bench-graph).
+     */
+    precision: 'float64' as 'float32' | 'float64',
     /** Its session: the graph is small (B×B Gram matrices), so two threads and no spinning on a shared CPU. */
     session: { intraOpNumThreads: 2, interOpNumThreads: 1, allowSpinning: false },
   },

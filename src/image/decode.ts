@@ -2,6 +2,7 @@ import sharp, { type Metadata, type OutputInfo, type Sharp, type SharpOptions } 
 import { DEFAULTS } from '../defaults.js';
 import { ImageDecodeError } from './errors.js';
 import { readJpegFrame } from './jpeg-header.js';
+import { pilBicubicResizeCrop } from './pil-resample.js';
 import { ensureSharpConfigured } from './sharp-setup.js';
 import { resizeGeometry, type ImageSpec, type ResizeGeometry } from './spec.js';
 
@@ -14,6 +15,12 @@ export interface DecodeOptions {
   failOn?: FailOn;
   /** Allow JPEG DCT shrink-on-load (faster on large downscales, further from PIL). */
   fastShrinkOnLoad?: boolean;
+  /**
+   * Who resizes: 'pil' is a bit-exact re-implementation of PIL's bicubic in JavaScript (slower on large
+   * downscales), 'libvips' is sharp's resize (fast, a few LSB from PIL, and far from it when upsizing), 'auto'
+   * uses libvips to shrink and the PIL re-implementation to enlarge.
+   */
+  resampler?: 'auto' | 'pil' | 'libvips';
   /** Formats accepted, as sharp's metadata names them. */
   formats?: readonly string[];
   /** Named in error messages (e.g. `shard.tar:key.jpg`). */
@@ -229,6 +236,13 @@ export async function decodeResized(bytes: Uint8Array, spec: ImageSpec, opts: De
   ensureSharpConfigured();
   const source = await readSource(bytes, opts);
   const g = resizeGeometry(source.width, source.height, spec);
+  const resampler = opts.resampler ?? DEFAULTS.image.resampler;
+  const enlarges = g.width > source.width || g.height > source.height;
+  if (resampler === 'pil' || (resampler === 'auto' && enlarges)) {
+    const rgb = await fullSizeRgb(bytes, source, opts);
+    const pixels = pilBicubicResizeCrop(rgb, source.width, source.height, g.width, g.height, g.left, g.top, spec.size);
+    return { pixels: Buffer.from(pixels.buffer, pixels.byteOffset, pixels.length), source };
+  }
   let pipeline: Sharp;
   if (needsFullSizeRgb(source)) {
     const rgb = await fullSizeRgb(bytes, source, opts);
