@@ -1,0 +1,162 @@
+/**
+ * Exact order statistics of float32 columns at any pool size, in memory that does not grow with the pool.
+ *
+ * A float32's bit pattern, with the sign bit flipped for positives and every bit flipped for negatives, is an
+ * unsigned 32-bit key in the same order as the numbers. Pass 1 counts keys by their high 16 bits (65,536
+ * float64 counters, 512 KiB per column); the bucket holding a wanted rank is then known, and pass 2 counts the
+ * low 16 bits of the keys in that bucket only (another 512 KiB per bucket). The two counts name the exact key,
+ * hence the exact value, and how many values lie below, at and above it — whatever the distribution, ties
+ * included. NaN is not a value here: it is counted apart and excluded, as numpy.nanpercentile would.
+ */
+
+const SIGN = 0x80000000;
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** The order-preserving key of a float32 value (−0 is keyed as +0, so equal numbers share one key). */
+export function floatKey(value: number): number {
+  f32[0] = value === 0 ? 0 : value;
+  const bits = u32[0];
+  return (bits & SIGN ? ~bits : bits | SIGN) >>> 0;
+}
+
+/** The float32 value of a key (inverse of floatKey). */
+export function keyFloat(key: number): number {
+  u32[0] = (key & SIGN ? key & ~SIGN : ~key) >>> 0;
+  return f32[0];
+}
+
+/**
+ * Bit patterns of a float32 array as order keys, written into `out` (NaN → 0xffffffff with `nan` set to 1,
+ * which is above every real key and so never confused with one once excluded by the caller).
+ */
+export function keysOf(values: Float32Array, out: Uint32Array): void {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let i = 0; i < values.length; i++) {
+    const b = bits[i];
+    out[i] = b === SIGN ? SIGN : (b & SIGN ? ~b : b | SIGN) >>> 0;
+  }
+}
+
+/** First-pass counts of one column: keys by their high 16 bits. */
+export class HighHistogram {
+  readonly counts = new Float64Array(65536);
+  /** Values counted (NaN excluded). */
+  n = 0;
+  nan = 0;
+
+  /** Count the rows i with mask[i] set (mask may be null for all rows). */
+  add(values: Float32Array, mask: Uint8Array | null): void {
+    const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+    const c = this.counts;
+    let n = 0;
+    let nan = 0;
+    for (let i = 0; i < values.length; i++) {
+      if (mask !== null && mask[i] === 0) continue;
+      const v = values[i];
+      if (v !== v) {
+        nan++;
+        continue;
+      }
+      const b = bits[i];
+      const key = b === SIGN ? SIGN : (b & SIGN ? ~b : b | SIGN) >>> 0;
+      c[key >>> 16]++;
+      n++;
+    }
+    this.n += n;
+    this.nan += nan;
+  }
+
+  /** The high bucket holding the value of 0-based rank r, and the count of values in lower buckets. */
+  locate(r: number): { bucket: number; below: number } {
+    if (!(r >= 0 && r < this.n)) throw new RangeError(`rank ${r} outside 0..${this.n - 1}`);
+    let below = 0;
+    for (let b = 0; b < 65536; b++) {
+      const c = this.counts[b];
+      if (below + c > r) return { bucket: b, below };
+      below += c;
+    }
+    throw new Error('histogram counts are inconsistent');
+  }
+}
+
+/** Second-pass counts: low 16 bits of the keys that fall in one high bucket. */
+export class LowHistogram {
+  readonly counts = new Float64Array(65536);
+
+  constructor(readonly bucket: number, readonly below: number) {}
+
+  add(values: Float32Array, mask: Uint8Array | null): void {
+    const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+    const c = this.counts;
+    const want = this.bucket;
+    for (let i = 0; i < values.length; i++) {
+      if (mask !== null && mask[i] === 0) continue;
+      const v = values[i];
+      if (v !== v) continue;
+      const b = bits[i];
+      const key = b === SIGN ? SIGN : (b & SIGN ? ~b : b | SIGN) >>> 0;
+      if (key >>> 16 === want) c[key & 0xffff]++;
+    }
+  }
+
+  /**
+   * The exact value at 0-based pool rank r (which must fall in this bucket), with the counts of values below
+   * and equal to it.
+   */
+  at(r: number): RankedValue {
+    let cum = this.below;
+    for (let lo = 0; lo < 65536; lo++) {
+      const c = this.counts[lo];
+      if (cum + c > r) {
+        const key = ((this.bucket << 16) | lo) >>> 0;
+        return { value: keyFloat(key), key, less: cum, equal: c };
+      }
+      cum += c;
+    }
+    throw new Error(`rank ${r} is not in high bucket ${this.bucket}`);
+  }
+}
+
+export interface RankedValue {
+  value: number;
+  key: number;
+  /** Values strictly below `value`. */
+  less: number;
+  /** Values equal to `value` (ties). */
+  equal: number;
+}
+
+/**
+ * numpy.percentile(x, q, method='linear') given the order statistics it interpolates between, reproducing
+ * numpy 1.24's arithmetic: virtual index (n−1)·(q/100), the difference of the two neighbours taken in the
+ * input's precision (float32), the interpolation in float64, and the `t ≥ 0.5` branch of numpy's _lerp.
+ */
+export function linearPercentile(q: number, n: number, at: (rank: number) => number): number {
+  const { lo, hi, gamma } = percentileRanks(q, n);
+  const a = at(lo);
+  const b = at(hi);
+  const diff = Math.fround(b - a);
+  return gamma >= 0.5 ? b - diff * (1 - gamma) : a + diff * gamma;
+}
+
+/** The two ranks numpy's linear method reads for percentile q of n values, and its interpolation weight. */
+export function percentileRanks(q: number, n: number): { lo: number; hi: number; gamma: number } {
+  if (n <= 0) throw new RangeError('percentile of no values');
+  const v = (n - 1) * (q / 100);
+  let prev = Math.floor(v);
+  let next = prev + 1;
+  if (v >= n - 1) {
+    // numpy points both neighbours at the last element (index −1) and keeps the weight v − (−1).
+    prev = -1;
+    next = -1;
+  } else if (v < 0) {
+    prev = 0;
+    next = 0;
+  }
+  const gamma = v - prev;
+  const lo = prev < 0 ? n - 1 : prev;
+  const hi = next < 0 ? n - 1 : next;
+  return { lo, hi, gamma };
+}

@@ -1,0 +1,234 @@
+/**
+ * The pool: every score file of one or more checkpoints, joined by (shard, row). A *unit* is one relative shard
+ * path; its file must exist in every checkpoint with the same rows. Reading a unit yields, for the rows of the
+ * shard, whether each is ok (ok in every checkpoint), and each requested score column combined across
+ * checkpoints (after optional per-batch normalisation) as float32 with NaN where missing.
+ */
+import { join } from 'node:path';
+import { MimicError } from '../errors.js';
+import { ScoreFileReader } from '../scores/reader.js';
+import { listScoreRuns, type CheckpointRun } from '../scores/runs.js';
+import { FLOAT_COLUMNS, META } from '../scores/schema.js';
+import { utf8At, type Column, type Float32Column, type Int32Column, type Utf8Column } from '../scores/columns.js';
+import { addVotes, combine, groupByBatch, normalizeBatches, type Aggregate, type Normalize, type BatchGroups } from './aggregate.js';
+
+export interface PoolOptions {
+  /** Run folders: `OUT` of `mimic score` (all its checkpoints) or `OUT/<checkpoint>`. */
+  runs: readonly string[];
+  aggregate?: Aggregate;
+  /** Temperature of the softmax in `vote` and `--normalize softmax`. */
+  tau?: number;
+  normalize?: Normalize;
+}
+
+/** Columns that per-batch normalisation and voting act on: those that depend on the rest of the batch. */
+export function isBatchRelative(column: string): boolean {
+  return column === 'loss' || /^(grad_norm|mimic_proj|mimic_cos)_/.test(column);
+}
+
+/** Columns `--aggregate vote` votes on (the mimic scores); the others are averaged. */
+export function isVoted(column: string): boolean {
+  return /^mimic_(proj|cos)_/.test(column);
+}
+
+export type IdentityColumn = 'shard' | 'row' | 'key' | 'uid';
+
+export interface UnitRequest {
+  /** Canonical float score columns wanted (a subset of FLOAT_COLUMNS). */
+  scores: readonly string[];
+  identity?: readonly IdentityColumn[];
+  /** Decode the status of rows that are not ok (for the summary's per-status counts). */
+  statuses?: boolean;
+}
+
+export interface UnitData {
+  unit: number;
+  path: string;
+  n: number;
+  /** 1 where the row is ok in every checkpoint. */
+  ok: Uint8Array;
+  okCount: number;
+  values: Record<string, Float32Array>;
+  identity: Partial<Record<IdentityColumn, Column>>;
+  /** Status → rows, for rows that are not ok (first checkpoint whose status is not ok decides). */
+  statusCounts?: Map<string, number>;
+  /** Rows that are ok in some checkpoints and not in others. */
+  statusMismatch?: number;
+  /** Footer metadata of the first checkpoint's file. */
+  metadata: Record<string, string>;
+}
+
+const OK0 = 0x6f; // 'o'
+const OK1 = 0x6b; // 'k'
+
+/** 1 where the status is exactly "ok". */
+export function okMask(status: Utf8Column, into?: Uint8Array): Uint8Array {
+  const n = status.length;
+  const out = into ?? new Uint8Array(n);
+  const off = status.offsets;
+  const b = status.bytes;
+  for (let i = 0; i < n; i++) {
+    const s = off[i];
+    out[i] = off[i + 1] - s === 2 && b[s] === OK0 && b[s + 1] === OK1 ? 1 : 0;
+  }
+  return out;
+}
+
+export class Pool {
+  readonly checkpoints: CheckpointRun[];
+  readonly units: string[];
+  readonly aggregate: Aggregate;
+  readonly tau: number;
+  readonly normalize: Normalize;
+
+  private constructor(checkpoints: CheckpointRun[], units: string[], opts: PoolOptions) {
+    this.checkpoints = checkpoints;
+    this.units = units;
+    this.aggregate = opts.aggregate ?? 'mean';
+    this.tau = opts.tau ?? 1;
+    this.normalize = opts.normalize ?? 'none';
+  }
+
+  /** List the runs and check that every checkpoint has the same shards. */
+  static open(opts: PoolOptions): Pool {
+    if (opts.runs.length === 0) throw new MimicError('E_USAGE', 'no score run given', { hint: 'pass the --out folder of `mimic score`' });
+    if (opts.tau !== undefined && !(opts.tau > 0 && Number.isFinite(opts.tau))) {
+      throw new MimicError('E_USAGE', `--tau must be a positive number, got ${opts.tau}`);
+    }
+    if (opts.aggregate === 'vote' && opts.normalize && opts.normalize !== 'none') {
+      throw new MimicError('E_USAGE', '--normalize cannot be combined with --aggregate vote',
+        { hint: 'a vote is already relative to its batch; drop --normalize' });
+    }
+    const checkpoints: CheckpointRun[] = [];
+    for (const r of opts.runs) checkpoints.push(...listScoreRuns(r).checkpoints);
+    const seen = new Map<string, string>();
+    for (const c of checkpoints) {
+      const other = seen.get(c.dir);
+      if (other !== undefined) throw new MimicError('E_USAGE', `checkpoint folder ${c.dir} is given twice`);
+      seen.set(c.dir, c.name);
+    }
+    const units = checkpoints[0].files;
+    const unitSet = new Set(units);
+    for (const c of checkpoints.slice(1)) {
+      const have = new Set(c.files);
+      const missing = units.filter((u) => !have.has(u));
+      const extra = c.files.filter((u) => !unitSet.has(u));
+      if (missing.length || extra.length) {
+        const [who, what, example] = missing.length
+          ? [c, 'lacks', missing[0]]
+          : [checkpoints[0], 'lacks', extra[0]];
+        throw new MimicError('E_SCORES',
+          `checkpoints ${checkpoints[0].name} and ${c.name} cover different shards: ${who.name} ${what} ${missing.length + extra.length} of them, e.g. ${example}`,
+          { file: join(who.dir, example), hint: 'finish `mimic score` for every checkpoint (it resumes), or filter the checkpoints separately' });
+      }
+    }
+    return new Pool(checkpoints, units, opts);
+  }
+
+  /** The file of unit u in checkpoint c. */
+  filePath(c: number, u: number): string {
+    return join(this.checkpoints[c].dir, this.units[u]);
+  }
+
+  /** Read unit u: ok mask, combined score columns and the identity columns asked for. */
+  readUnit(u: number, req: UnitRequest): UnitData {
+    const C = this.checkpoints.length;
+    const batchNeeded = req.scores.some((s) => isBatchRelative(s)) && (this.normalize !== 'none' || this.aggregate === 'vote');
+    const readers: ScoreFileReader[] = [];
+    try {
+      for (let c = 0; c < C; c++) readers.push(ScoreFileReader.open(this.filePath(c, u)));
+      const n = readers[0].length;
+      for (let c = 1; c < C; c++) {
+        if (readers[c].length !== n) {
+          throw new MimicError('E_SCORES',
+            `shard ${this.units[u]} has ${n} rows in checkpoint ${this.checkpoints[0].name} but ${readers[c].length} in ${this.checkpoints[c].name}`,
+            { file: this.filePath(c, u), hint: 'the checkpoints were scored on different versions of the shard; rescore it' });
+        }
+        const s0 = readers[0].metadata[META.shard];
+        const sc = readers[c].metadata[META.shard];
+        if (s0 !== undefined && sc !== undefined && s0 !== sc) {
+          throw new MimicError('E_SCORES', `score files ${this.units[u]} of checkpoints ${this.checkpoints[0].name} and ${this.checkpoints[c].name} are of different shards (${s0} vs ${sc})`,
+            { file: this.filePath(c, u) });
+        }
+      }
+      // Per checkpoint: status, batch (when needed) and the score columns.
+      const perCk: Record<string, Column>[] = [];
+      const okPer: Uint8Array[] = [];
+      for (let c = 0; c < C; c++) {
+        const names = ['status', ...(batchNeeded ? ['batch'] : []), ...req.scores];
+        if (c === 0 && req.identity) for (const id of req.identity) if (!names.includes(id)) names.push(id);
+        const cols = readers[c].read(names);
+        perCk.push(cols);
+        okPer.push(okMask(cols.status as Utf8Column));
+      }
+      const ok = C === 1 ? okPer[0] : new Uint8Array(n);
+      let mismatch = 0;
+      if (C > 1) {
+        for (let i = 0; i < n; i++) {
+          let all = 1;
+          let any = 0;
+          for (let c = 0; c < C; c++) {
+            all &= okPer[c][i];
+            any |= okPer[c][i];
+          }
+          ok[i] = all;
+          if (any && !all) mismatch++;
+        }
+      }
+      let okCount = 0;
+      for (let i = 0; i < n; i++) okCount += ok[i];
+
+      let statusCounts: Map<string, number> | undefined;
+      if (req.statuses && okCount < n) {
+        statusCounts = new Map();
+        for (let i = 0; i < n; i++) {
+          if (ok[i]) continue;
+          let c = 0;
+          while (c < C - 1 && okPer[c][i]) c++;
+          const s = utf8At(perCk[c].status as Utf8Column, i) ?? '(null)';
+          statusCounts.set(s, (statusCounts.get(s) ?? 0) + 1);
+        }
+      }
+
+      const groups: BatchGroups[] = [];
+      if (batchNeeded) {
+        for (let c = 0; c < C; c++) groups.push(groupByBatch((perCk[c].batch as Int32Column).values, okPer[c]));
+      }
+
+      const values: Record<string, Float32Array> = {};
+      for (const name of req.scores) {
+        if (!FLOAT_COLUMNS.includes(name)) throw new Error(`not a score column: ${name}`);
+        const raw = perCk.map((cols) => (cols[name] as Float32Column).values);
+        if (this.aggregate === 'vote' && isVoted(name)) {
+          const votes = new Float64Array(n);
+          for (let c = 0; c < C; c++) addVotes(raw[c], groups[c], this.tau, votes);
+          const out = new Float32Array(n);
+          for (let i = 0; i < n; i++) out[i] = ok[i] ? votes[i] / C : NaN;
+          values[name] = out;
+          continue;
+        }
+        let inputs = raw;
+        if (this.normalize !== 'none' && isBatchRelative(name)) {
+          inputs = raw.map((v, c) => {
+            const out = new Float32Array(n).fill(NaN);
+            normalizeBatches(v, groups[c], this.normalize as 'rank' | 'softmax', this.tau, out);
+            return out;
+          });
+        }
+        const how = this.aggregate === 'vote' ? 'mean' : this.aggregate;
+        if (C === 1 && okCount === n && inputs === raw) {
+          values[name] = raw[0]; // zero-copy: nulls are already NaN and every row is ok
+        } else {
+          const out = inputs === raw ? new Float32Array(n) : inputs[0];
+          combine(how, inputs, ok, out);
+          values[name] = out;
+        }
+      }
+      const identity: Partial<Record<IdentityColumn, Column>> = {};
+      for (const id of req.identity ?? []) identity[id] = perCk[0][id];
+      return { unit: u, path: this.units[u], n, ok, okCount, values, identity, statusCounts, statusMismatch: mismatch, metadata: readers[0].metadata };
+    } finally {
+      for (const r of readers) r.close();
+    }
+  }
+}
