@@ -79,6 +79,19 @@ export const DEFAULTS = {
   score: {
     batchSize: 256,
   },
+  /** `mimic filter` / `mimic stats` (src/filter). */
+  filter: {
+    /** How checkpoints combine: mean, median, min, max or vote. */
+    aggregate: 'mean' as 'mean' | 'median' | 'min' | 'max' | 'vote',
+    /** Softmax temperature of `vote` and `--normalize softmax` (the paper's τ). */
+    tau: 1,
+    /** Per-batch normalisation before pool-wide rules: none, rank or softmax. */
+    normalize: 'none' as 'none' | 'rank' | 'softmax',
+    /** Memory for each external sort (uid .npy, top-k ties), bytes; runs spill to the temp folder beyond it. */
+    sortMemoryBytes: 256 * 1024 * 1024,
+    /** Histogram bins per column in `mimic stats --report`. */
+    reportBins: 60,
+  },
   /** DataComp's basic and text-based filters (src/text/datacomp*.ts), with DataComp's own thresholds. */
   datacomp: {
     /** A caption needs more than this many words (Python `str.split()`). */
