@@ -7,7 +7,6 @@ import { access } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { getFastTextClass, getFastTextModule } from 'fasttext.wasm.js';
 import { MimicError, errorMessage } from '../errors.js';
 import { captionForLanguageId } from './datacomp-rules.js';
 
@@ -63,6 +62,8 @@ export class LanguageIdentifier {
       });
     }
     try {
+      // loaded on first use: importing the library should not pull in the wasm glue
+      const { getFastTextClass, getFastTextModule } = await import('fasttext.wasm.js');
       const FastText = await getFastTextClass({ getFastTextModule: () => getFastTextModule() });
       const ft = new FastText();
       // loadModel reads the file through a file:// URL into the wasm file system
