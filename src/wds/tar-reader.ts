@@ -81,7 +81,11 @@ export async function readTar(
     entries++;
     const regular = header.type === 'file' || header.type === 'contiguous-file';
     const size = header.size ?? 0;
-    const entry = { name: header.name, offset: stream.offset, size, got: 0 };
+    // Like Python's TarInfo.offset, a member starts at its first header block, pax or GNU long-name headers
+    // included; those are the only blocks tar-stream consumes between two members' data, so that is where the
+    // previous member ended. (Zero blocks are skipped too; only a concatenated tar has them mid-stream.)
+    const extended = header.pax != null || Buffer.byteLength(header.name) > 100;
+    const entry = { name: header.name, offset: extended ? lastEnd : stream.offset, size, got: 0 };
     current = entry;
     const want = sink.want(header.name, regular);
     let data: Buffer | undefined;
@@ -99,7 +103,7 @@ export async function readTar(
     stream.on('error', () => {}); // reported through the extractor's own error
     stream.on('end', () => {
       current = null;
-      lastEnd = entry.offset + BLOCK + Math.ceil(size / BLOCK) * BLOCK;
+      lastEnd = stream.offset + BLOCK + Math.ceil(size / BLOCK) * BLOCK;
       lastName = entry.name;
       if (parts) data = Buffer.concat(parts);
       sink.entry({ name: entry.name, regular, offset: entry.offset, size, data }, () => next());

@@ -15,7 +15,7 @@ export interface SampleMember {
   /** The member's full path in the tar. */
   name: string;
   ext: string;
-  /** Byte offset of the member's header in the (decompressed) tar stream. */
+  /** Byte offset of the member's first header block (pax headers included, as Python's TarInfo.offset). */
   offset: number;
   size: number;
 }
