@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Dict, Optional
 
 import torch
@@ -283,7 +283,9 @@ def perturb_(model: CLIP, eps: float, seed: int) -> None:
             p.add_(torch.randn(p.shape, generator=gen) * (eps * rms))
 
 
-def config_with(cfg: ClipConfig, context_length: Optional[int] = None) -> ClipConfig:
-    if context_length is None:
-        return cfg
-    return replace(cfg, text=replace(cfg.text, context_length=int(context_length)))
+def config_with(cfg: ClipConfig, context_length: Optional[int] = None, embed_dim: Optional[int] = None) -> ClipConfig:
+    if context_length is not None:
+        cfg = replace(cfg, text=replace(cfg.text, context_length=int(context_length)))
+    if embed_dim is not None:
+        cfg = replace(cfg, embed_dim=int(embed_dim))
+    return cfg

@@ -560,6 +560,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--perturb', type=float, default=0.0, metavar='EPS',
                    help='add relative noise EPS to every parameter (a proxy sharing the lineage)')
     p.add_argument('--context-length', type=int, help='override the text context length (random configs)')
+    p.add_argument('--embed-dim', type=int, help='override the projection size P (random configs)')
     p.add_argument('--name', help='model name recorded in model.json (default: from the source)')
     p.add_argument('--vocab', help='CLIP BPE vocabulary (default: $MIMIC_CLIP_VOCAB or ../shared/data/...)')
     p.add_argument('--mean', type=float, nargs=3, help='image normalisation mean (default: CLIP\'s)')
@@ -582,10 +583,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
     out = os.path.abspath(args.out)
+    if (args.context_length or args.embed_dim) and not args.config:
+        raise ExportError('--context-length and --embed-dim apply to random configs (--config) only')
     source = None
     mean, std = list(args.mean or cm.CLIP_MEAN), list(args.std or cm.CLIP_STD)
     if args.config:
-        cfg = cm.config_with(cm.CONFIGS[args.config], args.context_length)
+        cfg = cm.config_with(cm.CONFIGS[args.config], args.context_length, args.embed_dim)
         recipe = {'base': {'kind': 'random', 'preset': args.config, 'config': cfg.to_dict(), 'seed': args.seed},
                   'perturb': []}
         model = cm.build_random(cfg, args.seed)
@@ -608,8 +611,6 @@ def main(argv: Optional[List[str]] = None) -> int:
             recipe = {'base': {'kind': 'checkpoint', 'path': init}, 'perturb': []}
             model, source = build_from_recipe(recipe, args)
         default_name = os.path.basename(os.path.normpath(init)) + '-derived'
-    if args.context_length and not args.config:
-        raise ExportError('--context-length applies to random configs only')
     if args.perturb:
         if args.perturb < 0 or not math.isfinite(args.perturb):
             raise ExportError('--perturb must be a finite number >= 0')

@@ -2,7 +2,9 @@
 import type { Command } from 'commander';
 import type { CliContext } from './action.js';
 import { register as inspect } from './inspect.js';
+import { register as doctor } from './doctor.js';
+import { register as check } from './check.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [inspect];
+export const commands: Register[] = [inspect, doctor, check];
