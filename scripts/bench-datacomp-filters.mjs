@@ -75,6 +75,37 @@ time('text match (warm cache)', (c) => filters.textMatch(c));
 time('text-based filter (incl. fastText)', (c) => filters.textBased(c).keep);
 
 if (args.includes('--lid-eval')) lidEval();
+if (args.includes('--shard')) await shardBench();
+
+/** readShardCaptions on a generated shard of 4,000 samples with 48 KiB images (image bytes are skipped). */
+async function shardBench() {
+  const { createWriteStream, statSync, rmSync } = await import('node:fs');
+  const { pipeline } = await import('node:stream/promises');
+  const tar = (await import('tar-stream')).default;
+  const { readShardCaptions } = await import('../dist/filter/metadata.js');
+  const dir = mkdtempSync(join(tmpdir(), 'bench-captions-'));
+  const path = join(dir, 'shard.tar');
+  const pack = tar.pack();
+  const done = pipeline(pack, createWriteStream(path));
+  const image = Buffer.alloc(48 * 1024, 7);
+  const n = 4000;
+  for (let i = 0; i < n; i++) {
+    const key = String(i).padStart(9, '0');
+    const entry = (name, data) => new Promise((res, rej) => pack.entry({ name, mtime: new Date(0) }, data, (e) => (e ? rej(e) : res())));
+    await entry(key + '.jpg', image);
+    await entry(key + '.txt', captions[i % captions.length]);
+    await entry(key + '.json', JSON.stringify({ uid: i.toString(16).padStart(32, '0'), original_width: 640, original_height: 480 }));
+  }
+  pack.finalize();
+  await done;
+  const bytes = statSync(path).size;
+  const t = performance.now();
+  let rows = 0;
+  for await (const r of readShardCaptions(path)) if (r.caption !== null) rows++;
+  const s = (performance.now() - t) / 1000;
+  console.log(`readShardCaptions: ${n} samples, ${(bytes / 1e6).toFixed(0)} MB tar: ${(rows / s).toFixed(0)} samples/s, ${(bytes / 1e6 / s).toFixed(0)} MB/s (page cache warm)`);
+  rmSync(dir, { recursive: true });
+}
 
 /** English vs not-English on gettext catalogs: msgid (English) against msgstr (its translation). */
 function lidEval() {
