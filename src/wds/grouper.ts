@@ -94,6 +94,11 @@ export class SampleGrouper {
     return done;
   }
 
+  /** The key of the sample being built, if any. */
+  get currentKey(): string | undefined {
+    return this.current?.key;
+  }
+
   /** The last sample, at the end of the shard; `problem` marks it when the shard broke while it was read. */
   finish(problem?: SampleProblem): Sample | undefined {
     const last = this.current ?? undefined;

@@ -69,6 +69,8 @@ async function* readSamples(
   let finished = false;
   let failure: unknown = null;
   let pending: MemberClass = { kind: 'nonregular' };
+  /** Between an entry's header and its end: the shard may break inside it. */
+  let inEntry = false;
   const notify = () => {
     const w = wake;
     wake = null;
@@ -78,9 +80,11 @@ async function* readSamples(
   const sink: TarSink = {
     want(name, regular) {
       pending = classifyMember(name, regular);
+      inEntry = true;
       return pending.kind === 'member' && (wantExt === undefined || wantExt(pending.ext));
     },
     entry(e, next) {
+      inEntry = false;
       stats.entries++;
       const c = pending;
       if (c.kind === 'nonregular') stats.skippedNonRegular++;
@@ -107,10 +111,16 @@ async function* readSamples(
     (e: unknown) => {
       failure = e;
       if (isMimicError(e)) {
-        const last = grouper.finish({
-          status: 'truncated',
-          message: `the shard broke while this sample was being read, so it may lack members (${errorMessage(e)})`,
-        });
+        // The sample being built is known to be complete only if the shard broke inside a member of the next one.
+        const nextStarted = inEntry && pending.kind === 'member' && pending.key !== grouper.currentKey;
+        const last = grouper.finish(
+          nextStarted
+            ? undefined
+            : {
+                status: 'truncated',
+                message: `the shard broke while this sample was being read, so it may lack members (${errorMessage(e)})`,
+              },
+        );
         if (last) queue.push(last);
       }
     },
