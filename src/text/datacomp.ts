@@ -8,7 +8,7 @@
  */
 import { DEFAULTS } from '../defaults.js';
 import { MimicError } from '../errors.js';
-import { captionRuleFailure, pythonSplit, readOriginalSize, sizeRuleFailure, type DataCompRules } from './datacomp-rules.js';
+import { captionForLanguageId, captionRuleFailure, pythonSplit, readOriginalSize, sizeRuleFailure, type DataCompRules } from './datacomp-rules.js';
 import { LanguageIdentifier } from './english.js';
 import { WordNet30, readSynsetList, synsetListHint, type SynsetList } from './synsets.js';
 
@@ -70,10 +70,22 @@ export class DataCompFilters {
     return this.lid.modelPath;
   }
 
-  /** DataComp's English test: lid.176's top label, after turning newlines into spaces. */
-  english(caption: string): { english: boolean; prob: number; lang: string } {
-    const guess = this.lid.identify(caption);
-    return { english: guess.lang === this.englishLabel, prob: guess.prob, lang: guess.lang };
+  /**
+   * DataComp's English test: lid.176's top label is `en`, after turning newlines into spaces. `prob` is the
+   * model's probability of English (the top probability when English wins; otherwise looked up among all labels,
+   * 0 under fastText's ~1e-5 floor); `lang`/`langProb` are the top label and its probability.
+   */
+  english(caption: string): { english: boolean; prob: number; lang: string; langProb: number } {
+    const text = captionForLanguageId(caption);
+    const top = this.lid.predict(text);
+    const english = top.lang === this.englishLabel;
+    const prob = english ? top.prob : this.lid.probabilityOf(text, this.englishLabel);
+    return { english, prob, lang: top.lang, langProb: top.prob };
+  }
+
+  /** Only the English verdict (one fastText pass, no probability of English when another language wins). */
+  private isEnglish(caption: string): boolean {
+    return this.lid.identify(caption).lang === this.englishLabel;
   }
 
   /** DataComp's basic filter for one sample: its caption and its json (for the original image size). */
@@ -84,7 +96,7 @@ export class DataCompFilters {
     const size = sizeRuleFailure(readOriginalSize(json), this.rules);
     if (size !== null) return { keep: false, reason: size };
     // fastText last: it is the only costly rule, and the verdict does not depend on the order
-    if (!this.english(caption).english) return { keep: false, reason: 'not_english' };
+    if (!this.isEnglish(caption)) return { keep: false, reason: 'not_english' };
     return { keep: true };
   }
 
@@ -104,7 +116,7 @@ export class DataCompFilters {
   textBased(caption: string | null): DataCompVerdict {
     if (caption === null) return { keep: false, reason: 'no_caption' };
     if (!this.textMatch(caption)) return { keep: false, reason: 'no_synset' };
-    if (!this.english(caption).english) return { keep: false, reason: 'not_english' };
+    if (!this.isEnglish(caption)) return { keep: false, reason: 'not_english' };
     return { keep: true };
   }
 

@@ -102,6 +102,25 @@ export class LanguageIdentifier {
     }
   }
 
+  /**
+   * The probability of one label (e.g. `en`) for one line of text. fastText's tree search drops labels under
+   * about 1e-5 (its log adds 1e-5 before comparing with the threshold 0), and those read as 0 here.
+   */
+  probabilityOf(text: string, lang: string): number {
+    const want = '__label__' + lang;
+    const v = this.model.predict(text, -1, 0);
+    try {
+      const n = v.size();
+      for (let i = 0; i < n; i++) {
+        const [prob, label] = v.get(i);
+        if (label === want) return prob;
+      }
+      return 0;
+    } finally {
+      v.delete();
+    }
+  }
+
   /** The language of a caption, preprocessed as DataComp does (newlines become spaces). */
   identify(caption: string): LanguageGuess {
     return this.predict(captionForLanguageId(caption));

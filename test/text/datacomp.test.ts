@@ -150,6 +150,16 @@ describe('English by fastText lid.176 (ftz)', () => {
     expect(lid.identify(text).lang).toBe(lang);
   });
 
+  it('probabilityOf finds any label, and the top one agrees with predict', () => {
+    const text = 'Ein Foto von einem Hund am Strand';
+    const top = lid.predict(text);
+    expect(lid.probabilityOf(text, top.lang)).toBe(top.prob);
+    const en = lid.probabilityOf(text, 'en');
+    expect(en).toBeGreaterThan(0);
+    expect(en).toBeLessThan(top.prob);
+    expect(lid.probabilityOf(text, 'no_such_label')).toBe(0);
+  });
+
   it('treats newlines as spaces, as DataComp does before predicting', () => {
     const a = lid.identify('a red car\nparked on the street');
     const b = lid.identify('a red car parked on the street');
@@ -241,11 +251,18 @@ describe('text-based filter', () => {
     expect(filters.basic('a dog on a beach', size)).toEqual({ keep: true });
   });
 
-  it('english() reports the top label and its probability', () => {
+  it('english() reports the probability of English, and the top label with its probability', () => {
     const e = filters.english('a dog on a beach at sunset');
     expect(e.english).toBe(true);
     expect(e.lang).toBe('en');
+    expect(e.prob).toBe(e.langProb);
     expect(e.prob).toBeGreaterThan(0.5);
+    // French wins; English is looked up among all labels and is small but not zero
+    const f = filters.english("Une photo d'un chien sur la plage");
+    expect(f).toMatchObject({ english: false, lang: 'fr' });
+    expect(f.langProb).toBeCloseTo(0.9704479575157166, 6);
+    expect(f.prob).toBeGreaterThan(0);
+    expect(f.prob).toBeLessThan(0.05);
   });
 });
 
