@@ -9,7 +9,7 @@ export { mimicFromFeatures } from './mimic/reference.js';
 export { readGoldenFile, type GoldenCase } from './mimic/golden.js';
 export { MIMIC_LAYERS, type MimicLayer, type MimicFeaturesInput, type MimicScores, type LayerScores } from './mimic/types.js';
 export * from './wds/index.js';
-export { DataCompFilters, type DataCompVerdict, type DataCompRejection, type DataCompFiltersOptions } from './text/datacomp.js';
+export { DataCompFilters, type DataCompVerdict, type DataCompRejection, type DataCompFiltersOptions, type DataCompEvaluation } from './text/datacomp.js';
 export { pythonSplit, codePointLength, readOriginalSize, type DataCompRules, type OriginalSize } from './text/datacomp-rules.js';
 export { LanguageIdentifier, type LanguageGuess, type LanguageIdOptions } from './text/english.js';
 export { WordNet30, readSynsetList, DATACOMP_IN21K_SHA256, type SynsetList, type FirstSynset } from './text/synsets.js';

@@ -28,6 +28,15 @@ export interface DataCompVerdict {
   reason?: DataCompRejection;
 }
 
+export interface DataCompEvaluation {
+  basic: DataCompVerdict;
+  /** null when there is no caption. */
+  english: { english: boolean; prob: number; lang: string; langProb: number } | null;
+  /** null without a synset list. */
+  textMatch: boolean | null;
+  textBased: DataCompVerdict | null;
+}
+
 export interface DataCompFiltersOptions {
   /** Synset list for the text-based filter (see readSynsetList); without it only the basic filter works. */
   synsetsFile?: string;
@@ -81,6 +90,24 @@ export class DataCompFilters {
     const english = top.lang === this.englishLabel;
     const prob = english ? top.prob : this.lid.probabilityOf(text, this.englishLabel);
     return { english, prob, lang: top.lang, langProb: top.prob };
+  }
+
+  /**
+   * Every DataComp verdict for one sample with a single fastText pass: what `basic`, `english` and (with a
+   * synset list) `textMatch` / `textBased` give, for callers that store them all as columns.
+   */
+  evaluate(caption: string | null, json: Record<string, unknown> | null): DataCompEvaluation {
+    if (caption === null) {
+      const no: DataCompVerdict = { keep: false, reason: 'no_caption' };
+      return { basic: no, english: null, textMatch: this.synsets === null ? null : false, textBased: this.synsets === null ? null : no };
+    }
+    const english = this.english(caption);
+    const rule = captionRuleFailure(caption, this.rules) ?? sizeRuleFailure(readOriginalSize(json), this.rules);
+    const basic: DataCompVerdict = rule !== null ? { keep: false, reason: rule } : english.english ? { keep: true } : { keep: false, reason: 'not_english' };
+    if (this.synsets === null) return { basic, english, textMatch: null, textBased: null };
+    const textMatch = this.textMatch(caption);
+    const textBased: DataCompVerdict = !textMatch ? { keep: false, reason: 'no_synset' } : english.english ? { keep: true } : { keep: false, reason: 'not_english' };
+    return { basic, english, textMatch, textBased };
   }
 
   /** Only the English verdict (one fastText pass, no probability of English when another language wins). */

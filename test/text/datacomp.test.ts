@@ -251,6 +251,25 @@ describe('text-based filter', () => {
     expect(filters.basic('a dog on a beach', size)).toEqual({ keep: true });
   });
 
+  it('evaluate() gives the same verdicts as the single-rule methods', () => {
+    const size = { original_width: 640, original_height: 480 };
+    const cases: [string | null, Record<string, unknown> | null][] = [
+      [null, size],
+      ['two dogs', size],
+      ['Two dogs playing in the snow', size],
+      ['Two dogs playing in the snow', null],
+      ['Zwei Hunde spielen im Schnee', size],
+      ['a cat sleeping on a sofa', { original_width: 2000, original_height: 300 }],
+    ];
+    for (const [caption, json] of cases) {
+      const ev = filters.evaluate(caption, json);
+      expect(ev.basic).toEqual(filters.basic(caption, json));
+      expect(ev.textMatch).toBe(filters.textMatch(caption));
+      expect(ev.textBased).toEqual(filters.textBased(caption));
+      expect(ev.english).toEqual(caption === null ? null : filters.english(caption));
+    }
+  });
+
   it('english() reports the probability of English, and the top label with its probability', () => {
     const e = filters.english('a dog on a beach at sunset');
     expect(e.english).toBe(true);
