@@ -14,7 +14,7 @@ export type ColumnKind = 'number' | 'boolean';
 export type ClipScoreSource = 'ref' | 'b32' | 'l14';
 
 /** Columns DataComp's metadata and filters can provide (see datacomp-columns.ts). */
-export const DATACOMP_COLUMNS: Readonly<Record<string, ColumnKind>> = {
+export const DATACOMP_RULE_COLUMNS: Readonly<Record<string, ColumnKind>> = {
   clip_b32: 'number',
   clip_l14: 'number',
   basic: 'boolean',
