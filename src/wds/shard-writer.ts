@@ -24,7 +24,8 @@ const MTIME = new Date(0);
 
 export class ShardWriter {
   readonly path: string;
-  private readonly tempPath: string;
+  /** Where the shard is written until `close()` renames it (same folder, so the rename is atomic). */
+  readonly tempPath: string;
   private readonly pack: tarStream.Pack;
   private readonly file: WriteStream;
   private readonly gzip?: Gzip;
@@ -37,13 +38,16 @@ export class ShardWriter {
   constructor(path: string, opts: ShardWriterOptions = {}) {
     this.path = path;
     this.tempPath = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    let fd: number;
     try {
       mkdirSync(dirname(path), { recursive: true });
+      // Opened here, synchronously, so that an unwritable folder fails the constructor rather than a later write.
+      fd = openSync(this.tempPath, 'wx');
     } catch (e) {
       throw ioError(path, e);
     }
     this.pack = tarStream.pack();
-    this.file = createWriteStream(this.tempPath, { flags: 'wx' });
+    this.file = createWriteStream(this.tempPath, { fd });
     const gz = opts.gzip ?? /\.(gz|tgz)$/i.test(path);
     const fail = (e: Error) => {
       this.failure ??= e;
