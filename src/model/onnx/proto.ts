@@ -350,7 +350,7 @@ export function writeTensor(w: ProtoWriter, t: TensorProto): void {
   if (t.rawData) w.bytes(9, t.rawData);
   if (t.doubleData) w.packedDouble(10, t.doubleData);
   if (t.uint64Data) w.packedInt64(11, t.uint64Data);
-  if (t.docString) w.string(12, t.docString);
+  if (t.docString !== undefined) w.string(12, t.docString);
   for (const e of t.externalData ?? []) writeEntry(w, 13, e);
   if (t.dataLocation) w.int64(14, t.dataLocation);
   writeUnknown(w, t);
@@ -367,21 +367,21 @@ function writeType(w: ProtoWriter, t: TypeProto): void {
             s.message(1, (dm) => {
               if (d.dimValue !== undefined) dm.int64(1, d.dimValue);
               if (d.dimParam !== undefined) dm.string(2, d.dimParam);
-              if (d.denotation) dm.string(3, d.denotation);
+              if (d.denotation !== undefined) dm.string(3, d.denotation);
             });
           }
         });
       }
     });
   }
-  if (t.denotation) w.string(6, t.denotation);
+  if (t.denotation !== undefined) w.string(6, t.denotation);
   writeUnknown(w, t);
 }
 
 function writeValueInfo(w: ProtoWriter, v: ValueInfoProto): void {
   w.string(1, v.name);
   if (v.type) w.message(2, (x) => writeType(x, v.type!));
-  if (v.docString) w.string(3, v.docString);
+  if (v.docString !== undefined) w.string(3, v.docString);
   writeUnknown(w, v);
 }
 
@@ -397,28 +397,28 @@ function writeAttribute(w: ProtoWriter, a: AttributeProto): void {
   for (const s of a.strings ?? []) w.bytes(9, s);
   for (const t of a.tensors ?? []) w.message(10, (x) => writeTensor(x, t));
   for (const g of a.graphs ?? []) w.message(11, (x) => writeGraph(x, g));
-  if (a.docString) w.string(13, a.docString);
+  if (a.docString !== undefined) w.string(13, a.docString);
   w.int64(20, a.type);
-  if (a.refAttrName) w.string(21, a.refAttrName);
+  if (a.refAttrName !== undefined) w.string(21, a.refAttrName);
   writeUnknown(w, a);
 }
 
 function writeNode(w: ProtoWriter, n: NodeProto): void {
   for (const i of n.input) w.string(1, i);
   for (const o of n.output) w.string(2, o);
-  if (n.name) w.string(3, n.name);
+  if (n.name !== undefined) w.string(3, n.name);
   w.string(4, n.opType);
   for (const a of n.attribute) w.message(5, (x) => writeAttribute(x, a));
-  if (n.docString) w.string(6, n.docString);
-  if (n.domain) w.string(7, n.domain);
+  if (n.docString !== undefined) w.string(6, n.docString);
+  if (n.domain !== undefined) w.string(7, n.domain);
   writeUnknown(w, n);
 }
 
 export function writeGraph(w: ProtoWriter, g: GraphProto): void {
   for (const n of g.node) w.message(1, (x) => writeNode(x, n));
-  if (g.name) w.string(2, g.name);
+  if (g.name !== undefined) w.string(2, g.name);
   for (const t of g.initializer) w.message(5, (x) => writeTensor(x, t));
-  if (g.docString) w.string(10, g.docString);
+  if (g.docString !== undefined) w.string(10, g.docString);
   for (const v of g.input) w.message(11, (x) => writeValueInfo(x, v));
   for (const v of g.output) w.message(12, (x) => writeValueInfo(x, v));
   for (const v of g.valueInfo) w.message(13, (x) => writeValueInfo(x, v));
@@ -437,15 +437,15 @@ export class ModelTooLargeError extends Error {
 export function encodeModel(m: ModelProto): Uint8Array {
   const w = new ProtoWriter();
   w.int64(1, m.irVersion);
-  if (m.producerName) w.string(2, m.producerName);
-  if (m.producerVersion) w.string(3, m.producerVersion);
-  if (m.domain) w.string(4, m.domain);
+  if (m.producerName !== undefined) w.string(2, m.producerName);
+  if (m.producerVersion !== undefined) w.string(3, m.producerVersion);
+  if (m.domain !== undefined) w.string(4, m.domain);
   if (m.modelVersion !== undefined) w.int64(5, m.modelVersion);
-  if (m.docString) w.string(6, m.docString);
+  if (m.docString !== undefined) w.string(6, m.docString);
   w.message(7, (x) => writeGraph(x, m.graph));
   for (const o of m.opsetImport) {
     w.message(8, (x) => {
-      if (o.domain) x.string(1, o.domain);
+      x.string(1, o.domain); // always present, as onnx writes it
       x.int64(2, o.version);
     });
   }
