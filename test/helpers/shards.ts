@@ -5,11 +5,11 @@
  * project's own ShardWriter.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import tarStream from 'tar-stream';
 import { ShardWriter, type SampleFiles } from '../../src/wds/shard-writer.js';
@@ -124,7 +124,9 @@ export function tempDir(prefix = 'mimic-wds-'): { dir: string; path: (...p: stri
   return { dir, path: (...p) => join(dir, ...p), cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** Write bytes to a file, creating its folder. */
 export function writeBytes(path: string, data: Buffer): string {
+  mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, data);
   return path;
 }
