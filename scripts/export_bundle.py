@@ -25,8 +25,10 @@ Sources (exactly one):
         TRANSPOSED here into the bundle's [D,P]. Heads, activation and normalisation come from config.json and
         preprocessor_config.json when present.
       Layer counts, widths, patch size, image size, context length and vocabulary size are read from the tensor
-      shapes; attention heads default to width/64 (OpenAI's and OpenCLIP's rule) unless config.json or
-      --visual-heads/--text-heads say otherwise. Only ViT image towers with CLIP's BPE vocabulary are supported.
+      shapes. Attention heads are not: they come from config.json (Hugging Face), --visual-heads/--text-heads, or
+      the released CLIP sizes (image width 768/1024/1280/1408/1664 -> 12/16/16/16/16 heads, text width
+      512/768/1024/1280 -> 8/12/16/20); anything else must be given. Only ViT image towers with CLIP's BPE
+      vocabulary are supported.
   --init-from BUNDLE|CHECKPOINT     start from the weights of an existing bundle (rebuilt from the recipe in its
                                     model.json and checked bit for bit against its heads) or checkpoint; use with
                                     --perturb to make a proxy that shares the reference's lineage.
@@ -191,22 +193,40 @@ def detect_format(sd: Dict[str, torch.Tensor]) -> str:
     raise ExportError(f'not an OpenCLIP or Hugging Face CLIP state dict (first keys: {sorted(keys)[:5]})')
 
 
+# Attention heads are not visible in the weights. These are the released OpenAI / OpenCLIP ViT towers (image:
+# B, L, H, g, bigG; text: B, L, H/g, bigG); any other width needs --visual-heads / --text-heads.
+KNOWN_VISUAL_HEADS = {768: 12, 1024: 16, 1280: 16, 1408: 16, 1664: 16}
+KNOWN_TEXT_HEADS = {512: 8, 768: 12, 1024: 16, 1280: 20}
+
+
+def _heads(given: Optional[int], width: int, known: Dict[int, int], flag: str) -> int:
+    heads = given or known.get(width)
+    if not heads:
+        raise ExportError(f'the number of attention heads of a width-{width} tower is not stored in the weights and '
+                          f'is not a released CLIP size: give {flag}')
+    if width % heads:
+        raise ExportError(f'{flag} {heads} does not divide the tower width {width}')
+    return heads
+
+
 def infer_config(sd: Dict[str, torch.Tensor], visual_heads: Optional[int], text_heads: Optional[int],
                  act: str) -> cm.ClipConfig:
-    """Architecture from tensor shapes (OpenAI's build_model rule), in OpenCLIP's key names."""
+    """Architecture from tensor shapes (as OpenAI's build_model reads them), in OpenCLIP's key names."""
     vw = sd['visual.conv1.weight'].shape[0]
     patch = sd['visual.conv1.weight'].shape[-1]
     grid = round((sd['visual.positional_embedding'].shape[0] - 1) ** 0.5)
     vlayers = len({k.split('.')[3] for k in sd if k.startswith('visual.transformer.resblocks.')})
     tw = sd['ln_final.weight'].shape[0]
     tlayers = len({k.split('.')[2] for k in sd if k.startswith('transformer.resblocks.')})
+    visual_heads = _heads(visual_heads, vw, KNOWN_VISUAL_HEADS, '--visual-heads')
+    text_heads = _heads(text_heads, tw, KNOWN_TEXT_HEADS, '--text-heads')
     cfg = cm.ClipConfig(
         embed_dim=sd['text_projection'].shape[1],
         vision=cm.VisionConfig(image_size=grid * patch, patch_size=patch, width=vw, layers=vlayers,
-                               heads=visual_heads or vw // 64),
+                               heads=visual_heads),
         text=cm.TextConfig(context_length=sd['positional_embedding'].shape[0],
                            vocab_size=sd['token_embedding.weight'].shape[0], width=tw, layers=tlayers,
-                           heads=text_heads or tw // 64),
+                           heads=text_heads),
         act=act)
     if sd['visual.proj'].shape[1] != cfg.embed_dim:
         raise ExportError(f'visual.proj {tuple(sd["visual.proj"].shape)} and text_projection '
@@ -568,8 +588,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--resize', choices=['shortest', 'squash'], default='shortest',
                    help="'shortest': shorter side to the size, then centre crop (CLIP); 'squash': both sides")
     p.add_argument('--act', choices=['quick_gelu', 'gelu'], help='MLP activation of a checkpoint (see above)')
-    p.add_argument('--visual-heads', type=int, help='attention heads of the image tower (default width/64)')
-    p.add_argument('--text-heads', type=int, help='attention heads of the text tower (default width/64)')
+    p.add_argument('--visual-heads', type=int, help='attention heads of the image tower (see above)')
+    p.add_argument('--text-heads', type=int, help='attention heads of the text tower (see above)')
     p.add_argument('--open-clip-model', help='OpenCLIP model name, to compare with open_clip when installed')
     p.add_argument('--save-checkpoint', metavar='PATH',
                    help='also write the weights as an OpenCLIP-style state dict (.pt or .safetensors)')

@@ -24,3 +24,4 @@ export {
   type DataCompColumn,
   type DataCompParquetOptions,
 } from './filter/metadata.js';
+export * from './model/index.js';
