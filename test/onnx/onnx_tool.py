@@ -4,6 +4,7 @@
   check MODEL        onnx.checker (full) + shape inference; prints JSON {ok, opset, max_rank, ops}
   make MODEL         writes a model exercising many field kinds, one initializer as external data beside it
   equal A B          exits 0 when the two files parse to equal ModelProtos (field order may differ)
+  externalize IN OUT writes IN again with every initializer over 1 KiB in OUT's data file OUT.data
   dump MODEL         prints JSON of graph inputs/outputs/initializer names and node op types
 """
 import json
@@ -59,6 +60,13 @@ def equal(a, b):
     sys.exit(0 if ma == mb else 1)
 
 
+def externalize(src, out):
+    import os
+    m = onnx.load(src)
+    onnx.save_model(m, out, save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=os.path.basename(out) + ".data", size_threshold=1024)
+
+
 def dump(path):
     m = onnx.load(path, load_external_data=False)
     print(json.dumps({
@@ -71,4 +79,4 @@ def dump(path):
 
 if __name__ == "__main__":
     cmd, *args = sys.argv[1:]
-    {"check": check, "make": make, "equal": equal, "dump": dump}[cmd](*args)
+    {"check": check, "make": make, "equal": equal, "dump": dump, "externalize": externalize}[cmd](*args)
