@@ -5,9 +5,8 @@
 export { MimicError, isMimicError, EXIT, type ErrorCode } from './errors.js';
 export { log, setLogger } from './log.js';
 export { VERSION } from './version.js';
-export { mimicFromFeatures } from './mimic/reference.js';
-export { readGoldenFile, type GoldenCase } from './mimic/golden.js';
-export { MIMIC_LAYERS, type MimicLayer, type MimicFeaturesInput, type MimicScores, type LayerScores } from './mimic/types.js';
+export * from './mimic/index.js';
+export * as onnx from './model/onnx/index.js';
 export * from './wds/index.js';
 export { DataCompFilters, type DataCompVerdict, type DataCompRejection, type DataCompFiltersOptions, type DataCompEvaluation } from './text/datacomp.js';
 export { pythonSplit, codePointLength, readOriginalSize, type DataCompRules, type OriginalSize } from './text/datacomp-rules.js';

@@ -90,6 +90,17 @@ describe('gradient graph on onnxruntime (CPU)', () => {
     expect(scoreMismatches(f32, expected, FLOAT32_TOL)).toEqual([]);
   });
 
+  it('builds the same graph at opsets 13 and 18 (reductions take axes as inputs from 18)', async () => {
+    const input = roundedToFloat32(randomInput({ b: 9, dv: 8, dt: 7, p: 6, logitScale: 3, seed: 21 }));
+    const expected = mimicFromFeatures(input);
+    for (const opset of [13, 18]) {
+      const gi = toGraphInputs(input);
+      expect(decodeModel(buildGradGraph(gi.heads, { opset })).opsetImport).toEqual([{ domain: '', version: opset }]);
+      expect(scoreMismatches(await runGraph(input, { opset }), expected, FLOAT64_TOL), `opset ${opset}`).toEqual([]);
+    }
+    expect(() => buildGradGraph(toGraphInputs(input).heads, { opset: 12 })).toThrowError(/opset 12 is below 13/);
+  });
+
   it('scores a batch of one as zero loss and zero gradients, with finite outputs', async () => {
     for (const precision of ['float32', 'float64'] as const) {
       const r = await runGraph(randomInput({ b: 1, dv: 5, dt: 4, p: 3, logitScale: 2, seed: 9 }), { precision });
