@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { DEFAULTS } from '../defaults.js';
 import { EXIT, MimicError } from '../errors.js';
 import { checkBundles, formatCheckReport } from '../model/check.js';
-import { poolFeatureAgreement, type TokenizeFn } from '../model/pool-features.js';
+import { poolFeatureAgreement } from '../model/pool-features.js';
 import type { Bundle } from '../model/bundle.js';
 import { action, type CliContext } from './action.js';
 
@@ -16,6 +16,7 @@ interface CheckFlags {
   threads?: string;
   verify: boolean;
   json?: boolean;
+  allowPipe?: boolean;
 }
 
 function positive(name: string, v: string | undefined): number | undefined {
@@ -39,6 +40,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--threads <n>', 'onnxruntime intra-op threads (default: available cores)')
     .option('--no-verify', 'do not run the bundles\' check inputs through onnxruntime')
     .option('--json', 'print the report as JSON')
+    .option('--allow-pipe', 'allow pipe:CMD shard URLs (they run a shell command)')
     .addHelpText('after', '\nExit status: 0 when the bundles are sound (and the pair shares a lineage), 1 when a problem ' +
       'was found (a bundle that does not reproduce its model, or a pair that is unrelated, weakly related or identical), ' +
       '2 for errors.')
@@ -57,13 +59,13 @@ export function register(program: Command, ctx: CliContext): void {
         ...session,
         ...(shards.length
           ? {
-            features: async (proxy: Bundle, reference: Bundle) => (await poolFeatureAgreement(proxy, reference, shards, {
+            features: (proxy: Bundle, reference: Bundle) => poolFeatureAgreement(proxy, reference, shards, {
               samples,
               batchSize,
               ...session,
-              tokenize: await bundleTokenizer(proxy),
+              ...(flags.allowPipe ? { allowPipe: true } : {}),
               onProgress: (n) => cctx.progress.update(`check: encoded ${n}/${samples} pool samples`),
-            })).agreement,
+            }),
           }
           : {}),
       });
@@ -73,8 +75,3 @@ export function register(program: Command, ctx: CliContext): void {
     }));
 }
 
-/** The clip-bpe tokenizer for a bundle's vocabulary and context length. */
-async function bundleTokenizer(bundle: Bundle): Promise<TokenizeFn> {
-  throw new MimicError('E_USAGE', `comparing features on shards needs the CLIP tokenizer (src/text), which this build lacks; ` +
-    `run without shards for the heads-only check (${bundle.dir})`);
-}

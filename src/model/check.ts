@@ -4,7 +4,8 @@
  */
 import { MimicError } from '../errors.js';
 import { loadBundle, type Bundle } from './bundle.js';
-import { checkPair, type FeatureAgreement, type PairCheck } from './lineage.js';
+import { checkPair, type PairCheck } from './lineage.js';
+import type { PoolFeatureResult } from './pool-features.js';
 import type { SessionOptions } from './session.js';
 import { verifyBundle, type VerifyReport } from './verify.js';
 
@@ -17,12 +18,14 @@ export interface CheckOptions extends SessionOptions {
    * Feature agreement on pool samples, computed by the caller (it needs shards, decoding and tokenizing);
    * receives both loaded bundles.
    */
-  features?: (proxy: Bundle, reference: Bundle) => Promise<FeatureAgreement[]>;
+  features?: (proxy: Bundle, reference: Bundle) => Promise<PoolFeatureResult>;
 }
 
 export interface CheckReport {
   bundles: Array<{ role: 'proxy' | 'reference'; dir: string; name: string; hash: string; verify?: VerifyReport; verifySkipped?: string }>;
   pair?: PairCheck;
+  /** Pool samples the features were compared on, and those passed over (no image or caption, undecodable). */
+  pool?: { used: number; skipped: number; skippedExamples: string[] };
   /** Everything that would make mimic scores wrong or meaningless. */
   problems: string[];
 }
@@ -48,8 +51,9 @@ export async function checkBundles(opts: CheckOptions): Promise<CheckReport> {
   }
   if (loaded.length === 2) {
     const [proxy, reference] = loaded as [Bundle, Bundle];
-    const features = opts.features ? await opts.features(proxy, reference) : undefined;
-    report.pair = await checkPair(proxy, reference, features);
+    const pool = opts.features ? await opts.features(proxy, reference) : undefined;
+    report.pair = await checkPair(proxy, reference, pool?.agreement);
+    if (pool) report.pool = { used: pool.used, skipped: pool.skipped, skippedExamples: pool.skippedReasons };
     if (report.pair.verdict.level !== 'shares-lineage') report.problems.push(report.pair.verdict.message);
   } else if (opts.features) {
     throw new MimicError('E_USAGE', 'comparing features on shards needs both --proxy and --reference');
@@ -88,6 +92,9 @@ export function formatCheckReport(r: CheckReport): string {
     }
     const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => [...row[i]!].length)));
     for (const row of rows) out.push('  ' + row.map((c, i) => c + ' '.repeat(widths[i]! - [...c].length)).join('  ').trimEnd());
+    if (r.pool) {
+      out.push(`pool samples: ${r.pool.used} compared` + (r.pool.skipped ? `, ${r.pool.skipped} passed over (e.g. ${r.pool.skippedExamples[0]})` : ''));
+    }
     out.push(`verdict: ${p.verdict.message}`);
   }
   if (r.problems.length === 0) out.push('no problems found');

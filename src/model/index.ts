@@ -63,6 +63,6 @@ export {
   type LineageLevel,
   type LineageVerdict,
 } from './lineage.js';
-export { poolFeatureAgreement, type PoolFeatureOptions, type PoolFeatureResult, type TokenizeFn } from './pool-features.js';
+export { poolFeatureAgreement, type PoolFeatureOptions, type PoolFeatureResult } from './pool-features.js';
 export { checkBundles, formatCheckReport, type CheckOptions, type CheckReport } from './check.js';
 export { doctor, formatDoctor, packageVersion, type DoctorReport, type DoctorOptions } from './doctor.js';

@@ -6,6 +6,7 @@
 import { DEFAULTS } from '../defaults.js';
 import { MimicError, errorMessage } from '../errors.js';
 import { preprocessInto } from '../image/index.js';
+import { loadClipTokenizer, type ClipTokenizer } from '../text/tokenizer.js';
 import { log } from '../log.js';
 import { expandShardSpecs, openShard } from '../wds/index.js';
 import type { Bundle } from './bundle.js';
@@ -13,15 +14,12 @@ import { openEncoders, type Encoders } from './encoders.js';
 import { assertCompatible, featureAgreement, type FeatureAgreement } from './lineage.js';
 import { resolveDevice, type SessionOptions } from './session.js';
 
-/** Token ids of one caption, padded or truncated to the context length by the tokenizer. */
-export type TokenizeFn = (caption: string) => ArrayLike<number | bigint>;
-
 export interface PoolFeatureOptions extends SessionOptions {
   /** Usable samples to compare on (default DEFAULTS.model.checkSamples). */
   samples?: number;
   batchSize?: number;
-  /** The bundle's tokenizer (both bundles share it). */
-  tokenize: TokenizeFn;
+  /** The bundle's tokenizer (both bundles share it); loaded from the proxy's vocabulary when absent. */
+  tokenizer?: ClipTokenizer;
   imageKeys?: readonly string[];
   captionKey?: string;
   allowPipe?: boolean;
@@ -30,6 +28,8 @@ export interface PoolFeatureOptions extends SessionOptions {
 
 export interface PoolFeatureResult {
   agreement: FeatureAgreement[];
+  /** Samples encoded by both models. */
+  used: number;
   /** Samples passed over (no image or caption, undecodable image), with the first few reasons. */
   skipped: number;
   skippedReasons: string[];
@@ -47,6 +47,8 @@ export async function poolFeatureAgreement(
   const { dv, dt } = proxy.heads;
   const s = proxy.manifest.image.size;
   const L = proxy.manifest.text.context_length;
+  const tokenizer = opts.tokenizer ?? await loadClipTokenizer(proxy.paths.vocab);
+  const padId = proxy.manifest.text.pad_id;
   const target = await resolveDevice(opts.device);
   const device = target.provider === 'cuda' ? `cuda:${target.deviceId ?? 0}` : 'cpu';
   const encP = await openEncoders(proxy, { ...opts, device });
@@ -106,9 +108,7 @@ export async function poolFeatureAgreement(
             skip(where, errorMessage(e));
             continue;
           }
-          const row = opts.tokenize(caption.toString('utf8'));
-          if (row.length !== L) throw new MimicError('E_TEXT', `the tokenizer returned ${row.length} ids, expected ${L}`);
-          for (let j = 0; j < L; j++) ids[inBatch * L + j] = BigInt(row[j]!);
+          tokenizer.tokenizeInto(caption.toString('utf8'), L, ids, inBatch * L, padId);
           inBatch++;
           if (inBatch === batch || done + inBatch === want) await flush();
           if (done === want) break outer;
@@ -133,6 +133,7 @@ export async function poolFeatureAgreement(
       featureAgreement('visual', feats.proxyImage.subarray(0, done * dv), feats.refImage.subarray(0, done * dv), done, dv),
       featureAgreement('text', feats.proxyText.subarray(0, done * dt), feats.refText.subarray(0, done * dt), done, dt),
     ],
+    used: done,
     skipped,
     skippedReasons,
   };
