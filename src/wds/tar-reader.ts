@@ -9,6 +9,7 @@
  */
 import tarStream from 'tar-stream';
 import { MimicError, errorMessage, isMimicError } from '../errors.js';
+import { log } from '../log.js';
 import { isZlibError } from './decompress.js';
 
 export interface TarEntry {
@@ -52,6 +53,7 @@ export async function readTar(
   /** End of the last complete entry's data (its padding included): where the next header starts. */
   let lastEnd = 0;
   let lastName: string | undefined;
+  let warnedGap = false;
   let current: { name: string; offset: number; size: number; got: number } | null = null;
   let failure: Error | null = null;
   const waiters = new Set<() => void>();
@@ -86,6 +88,15 @@ export async function readTar(
     // previous member ended. (Zero blocks are skipped too; only a concatenated tar has them mid-stream.)
     const extended = header.pax != null || Buffer.byteLength(header.name) > 100;
     const entry = { name: header.name, offset: extended ? lastEnd : stream.offset, size, got: 0 };
+    if (!extended && stream.offset > lastEnd && !warnedGap) {
+      // Only zero blocks are skipped silently between members: an end-of-archive marker mid-stream, as in
+      // `cat a.tar b.tar`. Python's tarfile stops there; reading on loses nothing, but the difference is said.
+      warnedGap = true;
+      log().warn(
+        { shard: url, offset: lastEnd, next: stream.offset },
+        'end-of-archive blocks in the middle of the shard (concatenated tars?): reading on, where Python webdataset stops',
+      );
+    }
     current = entry;
     const want = sink.want(header.name, regular);
     let data: Buffer | undefined;

@@ -61,6 +61,25 @@ describe('openShard', () => {
     }
   });
 
+  it('reads concatenated tars on past the first end-of-archive blocks, and says so', async () => {
+    const lines: string[] = [];
+    const previous = log();
+    setLogger(pino({ level: 'warn' }, new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) })));
+    let r;
+    try {
+      const a = await buildTar([{ name: 'a.txt', data: 'a' }]);
+      const b = await buildTar([{ name: 'b.txt', data: 'b' }]);
+      r = await readAll(writeBytes(t.path('cat.tar'), Buffer.concat([a, b])));
+    } finally {
+      setLogger(previous);
+    }
+    expect(r.error).toBeUndefined();
+    expect(r.samples.map((s) => s.key)).toEqual(['a', 'b']);
+    expect(r.samples[1].offset).toBe(2048); // a: header + data block, then tar-stream's two end blocks
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0])).toMatchObject({ offset: 1024, next: 2048, msg: expect.stringContaining('end-of-archive') });
+  });
+
   it('warns through the logger when a key comes back later in the shard', async () => {
     const lines: string[] = [];
     const previous = log();
