@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { buildTar, makeSamples, sampleEntries, tempDir, writeBytes } from '../helpers/shards.js';
 import { EDGE_ENTRIES } from './edge-cases.js';
@@ -104,6 +104,22 @@ describe('mimic inspect', () => {
     const allowed = mimic(['inspect', '--json', '--allow-pipe', `pipe:cat ${good}`]);
     expect(allowed.status).toBe(0);
     expect(JSON.parse(allowed.stdout).total.samples).toBe(5);
+  });
+
+  it('says how to install the AWS SDK when an s3:// shard is read without it', () => {
+    // A resolve hook makes the optional SDK unresolvable, as on an install without optional dependencies.
+    writeFileSync(
+      t.path('no-sdk-hooks.mjs'),
+      "export async function resolve(s, c, next) { if (s === '@aws-sdk/client-s3') { const e = new Error('Cannot find package ' + s); e.code = 'ERR_MODULE_NOT_FOUND'; throw e; } return next(s, c); }\n",
+    );
+    writeFileSync(t.path('no-sdk.mjs'), "import { register } from 'node:module';\nregister('./no-sdk-hooks.mjs', import.meta.url);\n");
+    const r = spawnSync(process.execPath, ['--import', t.path('no-sdk.mjs'), bin, '--log-level', 'info', 'inspect', 's3://bucket/shard-000.tar'], {
+      encoding: 'utf8',
+    });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toContain('E_SOURCE: reading s3://bucket/shard-000.tar needs the AWS SDK (@aws-sdk/client-s3)');
+    expect(r.stdout).toContain('hint: install it next to grad-mimic: npm install @aws-sdk/client-s3');
+    expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
   it('reads a shard from stdin with -', () => {
