@@ -4,7 +4,9 @@ import type { CliContext } from './action.js';
 import { register as inspect } from './inspect.js';
 import { register as doctor } from './doctor.js';
 import { register as check } from './check.js';
+import { register as filter } from './filter.js';
+import { register as stats } from './stats.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [inspect, doctor, check];
+export const commands: Register[] = [inspect, doctor, check, filter, stats];
