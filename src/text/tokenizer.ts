@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { MimicError } from '../errors.js';
 import { bpeMerge, byteCharacters, byteVocabularyOrder, readMerges } from './bpe.js';
-import { cleanCaption } from './tokenizer-clean.js';
+import { cleanCaption, type CaptionCleanup } from './tokenizer-clean.js';
 
 export const START_OF_TEXT = '<|startoftext|>';
 export const END_OF_TEXT = '<|endoftext|>';
@@ -15,6 +15,11 @@ export interface ClipTokenizerOptions {
   vocabSize?: number;
   /** Words whose BPE is remembered (a bounded cache: cleared when full). */
   cacheSize?: number;
+  /**
+   * Caption cleanup: 'ftfy-lite' (default) reproduces ftfy.fix_text except its mojibake repair; 'basic' is
+   * OpenAI's cleanup with no ftfy at all (what scripts/clip_tokenizer_ref.py does without --ftfy).
+   */
+  cleanup?: CaptionCleanup;
 }
 
 // OpenAI's pattern. After cleanup only U+0020 is left of Python's whitespace, but the `regex` module's \s (used
@@ -31,6 +36,7 @@ export class ClipTokenizer {
   readonly vocabSize: number;
   readonly sotId: number;
   readonly eotId: number;
+  readonly cleanup: CaptionCleanup;
   private readonly encoder: Map<string, number>;
   private readonly ranks: Map<string, number>;
   private readonly byteChar: string[];
@@ -40,6 +46,7 @@ export class ClipTokenizer {
   constructor(merges: string[], opts: ClipTokenizerOptions = {}, file?: string) {
     this.vocabSize = opts.vocabSize ?? 49408;
     this.cacheSize = opts.cacheSize ?? 100_000;
+    this.cleanup = opts.cleanup ?? 'ftfy-lite';
     const nMerges = this.vocabSize - 512 - 2;
     // Line 0 is "#version: 0.2"; OpenAI reads lines[1 : 49152 − 256 − 2 + 1].
     const lines = merges.slice(1, 1 + nMerges);
@@ -70,7 +77,9 @@ export class ClipTokenizer {
   /** Token ids of a caption, without the special tokens. */
   encode(text: string): number[] {
     const out: number[] = [];
-    const clean = cleanCaption(text).toLowerCase();
+    // U+0345 (combining ypogegrammeni) case-folds to a letter, so under IGNORECASE Python's `regex` matches it
+    // with neither the letter class nor its negation and skips it; JavaScript would glue it into a word.
+    const clean = cleanCaption(text, this.cleanup).toLowerCase().replace(/\u0345/g, ' ');
     for (const m of clean.matchAll(PATTERN)) {
       const ids = this.word(m[0]);
       for (const id of ids) out.push(id);

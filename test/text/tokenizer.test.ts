@@ -1,11 +1,16 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { MimicError } from '../../src/errors.js';
-import { htmlUnescape, loadClipTokenizer, type ClipTokenizer } from '../../src/text/tokenizer-index.js';
+import { readFileSync } from 'node:fs';
+import { ftfyLite, htmlUnescape, loadClipTokenizer, replaceLoneSurrogates, type ClipTokenizer } from '../../src/text/tokenizer-index.js';
 import { HAND_MADE, VOCAB, realCaptions, referenceIds } from './tokenizer-corpus.js';
 
+/** OpenAI's cleanup without ftfy: what scripts/clip_tokenizer_ref.py computes. */
 let tok: ClipTokenizer;
+/** The default: ftfy.fix_text reproduced except its mojibake repair. */
+let lite: ClipTokenizer;
 beforeAll(async () => {
-  tok = await loadClipTokenizer(VOCAB);
+  tok = await loadClipTokenizer(VOCAB, { cleanup: 'basic' });
+  lite = await loadClipTokenizer(VOCAB);
 });
 
 describe('CLIP BPE tokenizer', () => {
@@ -14,6 +19,8 @@ describe('CLIP BPE tokenizer', () => {
     expect([tok.sotId, tok.eotId]).toEqual([49406, 49407]);
     expect(Array.from(tok.tokenize('a photo of a cat', 7))).toEqual([49406, 320, 1125, 539, 320, 2368, 49407]);
     expect(tok.encode('A Photo  of a CAT')).toEqual([320, 1125, 539, 320, 2368]);
+    expect(lite.cleanup).toBe('ftfy-lite');
+    expect(Array.from(lite.tokenize('a photo of a cat', 7))).toEqual([49406, 320, 1125, 539, 320, 2368, 49407]);
   });
 
   it('matches the Python reference on thousands of real captions and the hand-made cases', () => {
@@ -83,5 +90,75 @@ describe('CLIP BPE tokenizer', () => {
     const e = await loadClipTokenizer(bad).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(MimicError);
     expect((e as MimicError).message).toMatch(/merges, expected 48894/);
+  });
+});
+
+describe('Unicode coverage against the reference', () => {
+  it('agrees on a sweep of code points, except those Python 3.11 does not know yet', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const cps: number[] = [];
+    for (let c = 0x80; c < 0x32000; c += 37) if (c < 0xd800 || c > 0xdfff) cps.push(c);
+    cps.push(0x345, 0x17f, 0x130, 0x3a3, 0x1e9e, 0xfb01, 0xff21);
+    // Code points unassigned in Python's Unicode data: the `regex` module sees them as symbols, Node (newer
+    // Unicode) may see letters. That is a Unicode-version difference, documented, not a tokenizer bug.
+    const unknown = new Set<number>(
+      JSON.parse(
+        execFileSync('/usr/bin/python3', ['-c', 'import json,sys,unicodedata; print(json.dumps([c for c in json.load(sys.stdin) if unicodedata.category(chr(c)) == "Cn"]))'], {
+          input: JSON.stringify(cps),
+          encoding: 'utf8',
+        }),
+      ) as number[],
+    );
+    const captions = cps.filter((c) => !unknown.has(c)).map((c) => `x${String.fromCodePoint(c)}é ${String.fromCodePoint(c)}'s`);
+    const want = referenceIds(captions);
+    const bad = captions.filter((c, i) => JSON.stringify(tok.encode(c)) !== JSON.stringify(want[i]));
+    expect(captions.length).toBeGreaterThan(4000);
+    expect(bad).toEqual([]);
+  });
+
+  it('unescapes like Python on generated reference soup', () => {
+    const parts = ['&', '#', ';', 'x', 'X', '1', '2', '8', '9', 'amp', 'lt', 'not', 'in', 'copy', 'AElig', 'a', 'F', ' ', '\t', 'é', '0'];
+    let seed = 7;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const captions = Array.from({ length: 400 }, () => Array.from({ length: 12 }, () => parts[Math.floor(rnd() * parts.length)]).join(''));
+    const want = referenceIds(captions);
+    const bad = captions.filter((c, i) => JSON.stringify(tok.encode(c)) !== JSON.stringify(want[i]));
+    expect(bad).toEqual([]);
+  });
+});
+
+describe("ftfy-lite cleanup against real ftfy 6.3.1 (golden file made with it)", () => {
+  interface Case {
+    text: string;
+    fixed: string;
+    fixed_without_fix_encoding: string;
+    ids: number[];
+  }
+  const golden = JSON.parse(readFileSync(new URL('./fixtures/ftfy-golden.json', import.meta.url), 'utf8')) as { ftfy: string; cases: Case[] };
+
+  it('equals ftfy.fix_text(text, fix_encoding=False) on every case', () => {
+    expect(golden.cases.length).toBeGreaterThan(500);
+    const bad = golden.cases.filter((c) => ftfyLite(replaceLoneSurrogates(c.text)) !== c.fixed_without_fix_encoding);
+    expect(bad).toEqual([]);
+  });
+
+  it("gives OpenAI's ids with real ftfy wherever ftfy's mojibake repair does not fire", () => {
+    const comparable = golden.cases.filter((c) => c.fixed === c.fixed_without_fix_encoding);
+    const bad = comparable.filter((c) => JSON.stringify(lite.encode(c.text)) !== JSON.stringify(c.ids));
+    expect(bad).toEqual([]);
+    // The cleanup matters: without it, curly quotes, ligatures, widths, NFC... give other ids.
+    expect(comparable.filter((c) => JSON.stringify(tok.encode(c.text)) !== JSON.stringify(c.ids)).length).toBeGreaterThan(100);
+  });
+
+  it('does not repair mojibake (the documented difference)', () => {
+    const moji = golden.cases.find((c) => c.text === 'cafÃ©')!;
+    expect(moji.fixed).toBe('café');
+    expect(ftfyLite(moji.text)).toBe('cafÃ©');
+    expect(lite.encode('cafÃ©')).not.toEqual(moji.ids);
+  });
+
+  it("uncurls quotes, so contractions split as OpenAI's CLIP saw them", () => {
+    expect(lite.encode('don’t “stop”')).toEqual(lite.encode('don\'t "stop"'));
+    expect(lite.encode('ﬁsh Ｆｉｓｈ e\u0301')).toEqual(lite.encode('fish Fish é'));
   });
 });
