@@ -24,3 +24,5 @@ export {
   type DataCompParquetOptions,
 } from './filter/metadata.js';
 export * from './model/index.js';
+export * from './image/index.js';
+export * from './text/tokenizer-index.js';
