@@ -47,14 +47,20 @@ export class GradSession {
         cause: e,
       });
     }
+    return GradSession.wrap(session, typeof model === 'string' ? model : undefined);
+  }
+
+  /**
+   * Wraps a session created elsewhere (e.g. by src/model/session.ts's createSession on a chosen device) over a
+   * gradient graph; the graph's inputs are checked.
+   */
+  static wrap(session: ort.InferenceSession, file?: string): GradSession {
     const dims = (name: string): number => {
       const meta = session.inputMetadata.find((m) => m.name === name);
       const shape = meta && meta.isTensor ? meta.shape : undefined;
       const d = shape?.[1];
       if (typeof d !== 'number') {
-        throw new MimicError('E_ONNX', `the model has no input ${name} of shape [B, D]: is it a gradient graph?`, {
-          file: typeof model === 'string' ? model : undefined,
-        });
+        throw new MimicError('E_ONNX', `the model has no input ${name} of shape [B, D]: is it a gradient graph?`, { file });
       }
       return d;
     };

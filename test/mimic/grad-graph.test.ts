@@ -1,9 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildGradGraph, GRAD_GRAPH_OUTPUTS, type GradGraphOptions } from '../../src/mimic/grad-graph.js';
 import { GradSession } from '../../src/mimic/grad-session.js';
+import { exportGradGraph } from '../../src/mimic/export.js';
 import { readGoldenFile } from '../../src/mimic/golden.js';
 import { mimicFromFeatures } from '../../src/mimic/reference.js';
-import { decodeModel } from '../../src/model/onnx/proto.js';
+import * as ort from 'onnxruntime-node';
+import { DataType, decodeModel } from '../../src/model/onnx/proto.js';
 import type { MimicFeaturesInput } from '../../src/mimic/types.js';
 import {
   GOLDEN,
@@ -142,11 +144,32 @@ describe('gradient graph on onnxruntime (CPU)', () => {
     );
   });
 
+  it('exports the graph for a proxy/reference pair and refuses heads of different shapes', async () => {
+    const gi = toGraphInputs(randomInput({ b: 3, dv: 7, dt: 6, p: 5, logitScale: 2, seed: 14 }));
+    const proxy = { visualProjection: gi.heads.visualProjection, textProjection: gi.heads.textProjection, logitScale: 2, dv: 7, dt: 6, p: 5 };
+    const reference = { ...proxy, visualProjection: gi.heads.refVisualProjection, textProjection: gi.heads.refTextProjection };
+    expect(Buffer.from(exportGradGraph(proxy, reference)).equals(Buffer.from(buildGradGraph(gi.heads)))).toBe(true);
+    const wider = { ...reference, p: 6, visualProjection: new Float32Array(42), textProjection: new Float32Array(36) };
+    expect(() => exportGradGraph(proxy, wider)).toThrowError(
+      expect.objectContaining({ code: 'E_BUNDLE', message: expect.stringMatching(/\[7,5\] and \[6,5\] but the reference's are \[7,6\]/) }),
+    );
+  });
+
   it('refuses a batch whose features do not match the graph', async () => {
     const gi = toGraphInputs(randomInput({ b: 3, dv: 7, dt: 6, p: 5, logitScale: 2, seed: 13 }));
     const session = await GradSession.create(buildGradGraph(gi.heads));
     sessions.push(session);
     await expect(session.run(gi.image, gi.text, 4)).rejects.toMatchObject({ code: 'E_USAGE' });
     await expect(GradSession.create(new Uint8Array([1, 2, 3]))).rejects.toMatchObject({ code: 'E_ONNX' });
+    // A session over another model is refused when wrapped.
+    const other = await ort.InferenceSession.create(buildGradGraph(gi.heads));
+    expect(GradSession.wrap(other).dv).toBe(7);
+    const { GraphBuilder } = await import('../../src/model/onnx/builder.js');
+    const g = new GraphBuilder({ opset: 17 });
+    g.output(g.input('x', DataType.FLOAT, ['B', 3]), 'y', DataType.FLOAT, ['B', 3]);
+    const notGrad = await ort.InferenceSession.create(g.encode());
+    expect(() => GradSession.wrap(notGrad)).toThrowError(/no input image_features/);
+    await other.release();
+    await notGrad.release();
   });
 });
