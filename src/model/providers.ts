@@ -65,22 +65,25 @@ export async function unresolvedLibraries(lib: string): Promise<string[]> {
 
 const cudaCache = new Map<number, Promise<ProviderStatus>>();
 
-/** Whether the CUDA EP loads for GPU `deviceId` (cached per process). */
-export function probeCuda(deviceId = 0): Promise<ProviderStatus> {
+/**
+ * Whether the CUDA EP loads for GPU `deviceId` (cached per process). `nativeDir` looks for the EP libraries in
+ * another folder than onnxruntime-node's (only the file checks use it: onnxruntime loads from its own folder).
+ */
+export function probeCuda(deviceId = 0, opts: { nativeDir?: string } = {}): Promise<ProviderStatus> {
+  if (opts.nativeDir) return probeCudaUncached(deviceId, opts.nativeDir);
   let p = cudaCache.get(deviceId);
   if (!p) {
-    p = probeCudaUncached(deviceId);
+    p = probeCudaUncached(deviceId, ortNativeDir());
     cudaCache.set(deviceId, p);
   }
   return p;
 }
 
-async function probeCudaUncached(deviceId: number): Promise<ProviderStatus> {
+async function probeCudaUncached(deviceId: number, dir: string): Promise<ProviderStatus> {
   const name = 'cuda';
   if (process.platform !== 'linux' || process.arch !== 'x64') {
     return { name, available: false, reason: `the CUDA EP is set up for linux/x64 only (this is ${process.platform}/${process.arch})` };
   }
-  const dir = ortNativeDir();
   const absent = CUDA_EP_LIBS.filter((l) => !existsSync(join(dir, l)));
   if (absent.length) {
     return {
@@ -101,6 +104,9 @@ async function probeCudaUncached(deviceId: number): Promise<ProviderStatus> {
       hint: 'install the CUDA runtime, cuBLAS and cuDNN 9 of the CUDA version the EP was built for and add their ' +
         'folders to LD_LIBRARY_PATH (e.g. the nvidia/*/lib folders of a PyTorch installation)',
     };
+  }
+  if (dir !== ortNativeDir()) {
+    return { name, available: false, reason: `the EP libraries in ${dir} resolve, but onnxruntime-node loads them only from ${ortNativeDir()}` };
   }
   try {
     const s = await ort.InferenceSession.create(PROBE_MODEL, { executionProviders: [{ name: 'cuda', deviceId }] });

@@ -4,14 +4,14 @@
  * the two ways to install it, and `auto` falls back to the CPU. (With the CUDA EP installed these expectations
  * would differ; the tests check that first and say so.)
  */
-import { existsSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadBundle } from '../../src/model/bundle.js';
 import { openEncoders } from '../../src/model/encoders.js';
-import { CUDA_EP_LIBS, ortNativeDir, probeCpu, probeCuda } from '../../src/model/providers.js';
+import { CUDA_EP_LIBS, ortNativeDir, probeCpu, probeCuda, unresolvedLibraries } from '../../src/model/providers.js';
 import { cpuSessionOptions, createSession, parseDevice, resolveDevice } from '../../src/model/session.js';
 import { tinyBundle } from '../helpers/bundles.js';
 
@@ -108,9 +108,35 @@ describe.runIf(!cudaInstalled)('without the CUDA EP libraries', () => {
   });
 });
 
-describe.runIf(cudaInstalled)('with the CUDA EP libraries installed', () => {
-  it('probeCuda reports either a loaded EP or a precise reason', async () => {
+describe('on any machine', () => {
+  it('probeCuda either loads the EP or gives a reason and a fix', async () => {
     const s = await probeCuda(0);
-    expect(s.available || /needs .* not found|could not start the CUDA EP/.test(s.reason ?? '')).toBe(true);
+    if (cudaInstalled) expect(s.available || /needs .* not found|could not start the CUDA EP/.test(s.reason ?? '')).toBe(true);
+    else expect(s).toMatchObject({ available: false, missing: [...CUDA_EP_LIBS] });
+    if (!s.available) expect(s.hint).toBeTruthy();
+  });
+});
+
+describe('finding what the CUDA EP lacks, with real ELF files', () => {
+  // onnxruntime-node's binding needs libonnxruntime.so.1, found through its $ORIGIN rpath; a copy elsewhere cannot.
+  const binding = join(ortNativeDir(), 'onnxruntime_binding.node');
+
+  it('unresolvedLibraries lists what ldd cannot find, and nothing for a resolvable library', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mimic-ldd-'));
+    copyFileSync(binding, join(dir, 'lib.so'));
+    expect(await unresolvedLibraries(join(dir, 'lib.so'))).toEqual(['libonnxruntime.so.1']);
+    expect(await unresolvedLibraries(binding)).toEqual([]);
+  });
+
+  it('probeCuda names a missing dependency of the EP library and how to provide it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mimic-ep-'));
+    copyFileSync(binding, join(dir, 'libonnxruntime_providers_cuda.so'));
+    copyFileSync(binding, join(dir, 'libonnxruntime_providers_shared.so'));
+    const s = await probeCuda(0, { nativeDir: dir });
+    expect(s).toMatchObject({ available: false, missing: ['libonnxruntime.so.1'] });
+    expect(s.reason).toBe('libonnxruntime_providers_cuda.so needs libonnxruntime.so.1, not found on the library path');
+    expect(s.hint).toMatch(/LD_LIBRARY_PATH/);
+    rmSync(join(dir, 'libonnxruntime_providers_shared.so'));
+    expect((await probeCuda(0, { nativeDir: dir })).missing).toEqual(['libonnxruntime_providers_shared.so']);
   });
 });
