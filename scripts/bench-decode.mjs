@@ -4,7 +4,14 @@
 // Reports wall rate with one image in flight (≈ one core) and images per CPU-second (process.cpuUsage,
 // robust to a shared machine), for: header read, raw decode, decode+resize+crop, + float32 CHW, + uint8 copy.
 // Usage: npm run build && node scripts/bench-decode.mjs [--images 200] [--seconds 3] [--size 224] [--parallel 2]
-import { readFileSync } from 'node:fs';
+//
+// Difference to PIL/torchvision instead of speed (runs scripts/preprocess_ref.py on the same files):
+//   node scripts/bench-decode.mjs --compare [--size 224] [--resize shortest|squash] [--resampler auto|pil|libvips]
+//        [--fast-shrink] [--order clip] FILE...
+// prints per file and overall max/mean |difference| in uint8 steps (LSB) and in normalised units.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import os from 'node:os';
 import sharp from 'sharp';
 import {
@@ -15,6 +22,11 @@ import {
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const flag = (name) => process.argv.includes(`--${name}`);
+const str = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : dflt;
 };
 const nImages = arg('images', 200);
 const seconds = arg('seconds', 3);
@@ -72,6 +84,31 @@ async function measure(name, images, fn) {
   const row = { stage: name, images: done, 'img/s (wall)': +(done / wall).toFixed(1), 'img per CPU-s': +(done / cpuS).toFixed(1) };
   console.log(JSON.stringify(row));
   return row;
+}
+
+async function compare() {
+  const valued = new Set(['--size', '--resize', '--resampler', '--order']);
+  const files = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !valued.has(all[i - 1]));
+  const cmpSpec = { size, mean: CLIP_MEAN, std: CLIP_STD, resize: str('resize', 'shortest') };
+  const out = mkdtempSync(join(os.tmpdir(), 'mimic-cmp-'));
+  const refArgs = [new URL('./preprocess_ref.py', import.meta.url).pathname, '--size', String(size), '--resize', cmpSpec.resize, '--order', str('order', 'convert-first'), '--uint8', '--out', out, ...files];
+  const refs = execFileSync('/usr/bin/python3', refArgs, { encoding: 'utf8', maxBuffer: 1 << 26 }).trim().split('\n').map((l) => JSON.parse(l));
+  const unit = 1 / 255 / Math.min(...CLIP_STD);
+  let gmax = 0, gsum = 0, gn = 0, exact = 0, failed = 0;
+  for (const [i, f] of files.entries()) {
+    if (refs[i].error) { failed++; console.log(JSON.stringify({ file: f, reference_error: refs[i].error })); continue; }
+    const ref = readFileSync(join(out, `${i}.bin`));
+    const { pixels, source } = await decodeResized(readFileSync(f), cmpSpec, { resampler: str('resampler', 'auto'), fastShrinkOnLoad: flag('fast-shrink') });
+    let max = 0, sum = 0;
+    for (let k = 0; k < pixels.length; k++) { const d = Math.abs(pixels[k] - ref[k]); if (d > max) max = d; sum += d; }
+    gmax = Math.max(gmax, max); gsum += sum; gn += pixels.length; if (max === 0) exact++;
+    if (files.length <= 20) console.log(JSON.stringify({ file: f.split('/').pop(), mode: refs[i].mode, size: `${source.width}×${source.height}`, 'max LSB': max, 'mean LSB': +(sum / pixels.length).toFixed(4) }));
+  }
+  console.log(JSON.stringify({ files: files.length, failed, bit_exact: exact, 'max LSB': gmax, 'mean LSB': +(gsum / gn).toFixed(4), 'max normalised': +(gmax * unit).toFixed(4), 'mean normalised': +((gsum / gn) * unit).toFixed(5) }));
+}
+if (flag('compare')) {
+  await compare();
+  process.exit(0);
 }
 
 configureSharp({ concurrency: 1 });

@@ -71,6 +71,7 @@ beforeAll(async () => {
     'small.jpg': sharp(photo).extract({ left: 300, top: 100, width: 96, height: 80 }).jpeg({ quality: 95 }).toBuffer(),
     'alpha.png': sharp(rgba, { raw: { width: mw, height: mh, channels: 4 } }).png().toBuffer(),
     'grey.png': mid.clone().toColourspace('b-w').png().toBuffer(),
+    'grey.jpg': mid.clone().toColourspace('b-w').jpeg({ quality: 92 }).toBuffer(),
     'grey-alpha.png': sharp(rgba, { raw: { width: mw, height: mh, channels: 4 } }).toColourspace('b-w').png().toBuffer(),
     'cmyk.jpg': mid.clone().toColourspace('cmyk').jpeg({ quality: 95 }).toBuffer(),
     'rgb16.png': mid.clone().toColourspace('rgb16').png().toBuffer(),
@@ -149,6 +150,7 @@ describe('colour modes, as PIL convert("RGB") sees them', () => {
   const modes: [string, string][] = [
     ['alpha.png', 'RGBA'],
     ['grey.png', 'L'],
+    ['grey.jpg', 'L'],
     ['grey-alpha.png', 'LA'],
     ['cmyk.jpg', 'CMYK'],
     ['rgb16.png', 'RGB'],
