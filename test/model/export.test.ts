@@ -134,13 +134,15 @@ describe('export_bundle.py', () => {
       const ckpt = join(work, `seed1.${ext}`);
       expect((await runExporter(['--config', 'tiny', '--seed', '1', '-o', join(work, `saver-${ext}`), '--save-checkpoint', ckpt, ...vocab])).code).toBe(0);
       const heads = ['--visual-heads', '4', '--text-heads', '4'];
-      const noAct = await runExporter(['--from-checkpoint', ckpt, ...heads, '-o', join(work, `oc-noact-${ext}`), ...vocab]);
-      expect(noAct.code).toBe(2);
-      expect(noAct.stderr).toMatch(/give --act quick_gelu\|gelu/);
-      // tiny's widths (64, 48) are no released CLIP size: the head count cannot be guessed
-      const noHeads = await runExporter(['--from-checkpoint', ckpt, '--act', 'quick_gelu', '-o', join(work, `oc-noheads-${ext}`), ...vocab]);
-      expect(noHeads.code).toBe(2);
-      expect(noHeads.stderr).toMatch(/heads of a width-64 tower is not stored in the weights .*give --visual-heads/);
+      if (ext === 'pt') {
+        const noAct = await runExporter(['--from-checkpoint', ckpt, ...heads, '-o', join(work, 'oc-noact'), ...vocab]);
+        expect(noAct.code).toBe(2);
+        expect(noAct.stderr).toMatch(/give --act quick_gelu\|gelu/);
+        // tiny's widths (64, 48) are no released CLIP size: the head count cannot be guessed
+        const noHeads = await runExporter(['--from-checkpoint', ckpt, '--act', 'quick_gelu', '-o', join(work, 'oc-noheads'), ...vocab]);
+        expect(noHeads.code).toBe(2);
+        expect(noHeads.stderr).toMatch(/heads of a width-64 tower is not stored in the weights .*give --visual-heads/);
+      }
       const out = join(work, `oc-${ext}`);
       const r = await runExporter(['--from-checkpoint', ckpt, '--act', 'quick_gelu', ...heads, '-o', out, ...vocab]);
       expect(r.code, r.stderr).toBe(0);
