@@ -1,6 +1,7 @@
 import sharp, { type Metadata, type OutputInfo, type Sharp, type SharpOptions } from 'sharp';
 import { DEFAULTS } from '../defaults.js';
 import { ImageDecodeError } from './errors.js';
+import { gifTransparentColour } from './gif-header.js';
 import { readJpegFrame } from './jpeg-header.js';
 import { pilBicubicResizeCrop } from './pil-resample.js';
 import { ensureSharpConfigured } from './sharp-setup.js';
@@ -217,7 +218,30 @@ async function fullSizeRgb(bytes: Uint8Array, source: SourceInfo, opts: DecodeOp
     if (out.info.channels < 4) throw decodeError(opts, `CMYK image decoded to ${out.info.channels} channels`);
     return cmykToRgbLikePil(out.data, source.width * source.height, out.info.channels);
   }
+  const key = source.format === 'gif' && source.hasAlpha ? gifTransparentColour(bytes) : undefined;
+  if (key) return gifWithTransparentColour(bytes, source, key, opts);
   return toRgb(sharp(bytes, inputOptions(opts)).removeAlpha(), source.width, source.height, bytes, opts);
+}
+
+/** A transparent GIF's first frame as PIL shows it: transparent pixels take their palette colour. */
+async function gifWithTransparentColour(bytes: Uint8Array, source: SourceInfo, key: [number, number, number], opts: DecodeOptions): Promise<Buffer> {
+  let out: { data: Buffer; info: OutputInfo };
+  try {
+    out = await sharp(bytes, inputOptions(opts)).ensureAlpha().raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    return rethrow(e, bytes, opts);
+  }
+  const n = source.width * source.height;
+  if (out.info.channels !== 4 || out.data.length !== n * 4) throw decodeError(opts, `GIF decoded to ${out.info.channels} channels`);
+  const rgb = Buffer.allocUnsafe(n * 3);
+  const src = out.data;
+  for (let i = 0; i < n; i++) {
+    const transparent = src[i * 4 + 3] === 0;
+    rgb[i * 3] = transparent ? key[0] : src[i * 4]!;
+    rgb[i * 3 + 1] = transparent ? key[1] : src[i * 4 + 1]!;
+    rgb[i * 3 + 2] = transparent ? key[2] : src[i * 4 + 2]!;
+  }
+  return rgb;
 }
 
 /**

@@ -77,6 +77,8 @@ beforeAll(async () => {
     'rgb16.png': mid.clone().toColourspace('rgb16').png().toBuffer(),
     'palette.png': mid.clone().png({ palette: true, colours: 64 }).toBuffer(),
     'photo.webp': mid.clone().webp({ lossless: true }).toBuffer(),
+    // libvips reads transparent GIF pixels as (0,0,0,0); PIL shows the palette colour under the index.
+    'transparent.gif': sharp(rgba, { raw: { width: mw, height: mh, channels: 4 } }).gif().toBuffer(),
     'oriented.jpg': mid.clone().jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer(),
     'plain.jpg': mid.clone().jpeg({ quality: 95 }).toBuffer(),
     'anim.gif': sharp(Buffer.concat([smallRaw, inverted]), { raw: { width: 120, height: 200, channels: 3, pageHeight: 100 } })
@@ -157,6 +159,7 @@ describe('colour modes, as PIL convert("RGB") sees them', () => {
     ['palette.png', 'P'],
     ['photo.webp', 'RGB'],
     ['anim.gif', 'P'],
+    ['transparent.gif', 'P'],
     ['oriented.jpg', 'RGB'],
   ];
   it.each(modes)('%s (PIL mode %s) is bit-identical with the PIL resampler and close with libvips', async (name, mode) => {
