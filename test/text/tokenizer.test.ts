@@ -20,6 +20,9 @@ describe('CLIP BPE tokenizer', () => {
     expect(Array.from(tok.tokenize('a photo of a cat', 7))).toEqual([49406, 320, 1125, 539, 320, 2368, 49407]);
     expect(tok.encode('A Photo  of a CAT')).toEqual([320, 1125, 539, 320, 2368]);
     expect(lite.cleanup).toBe('ftfy-lite');
+    // OpenAI quirks kept: contractions split at a word's start, a spelled-out special token gets its id.
+    expect(tok.encode("'sam")).toEqual([568, 687]);
+    expect(tok.encode('a <|endoftext|> b')).toEqual([320, 49407, 321]);
     expect(Array.from(lite.tokenize('a photo of a cat', 7))).toEqual([49406, 320, 1125, 539, 320, 2368, 49407]);
   });
 
