@@ -2,7 +2,7 @@
 // Time and peak memory of the per-sample-gradient graph against the encoders (issue 3's performance target:
 // the gradient math under 10% of the encoder time at B = 256).
 //
-// Each measurement runs in its own child process, so peak memory (maxRSS above the level after the session is
+// Each measurement runs in its own child process, so peak memory (peak RSS above the level after the session is
 // created) belongs to that session alone. Reports wall time and CPU time per batch: the build machines are
 // shared, and CPU-seconds are the steadier number there.
 //
@@ -12,8 +12,9 @@
 //                    and encoders are measured. Without it, random ViT-B/32-sized heads (Dv 768, Dt 512, P 512) and
 //                    the gradient graph alone.
 //   --reference DIR  reference heads (default: the proxy's heads plus 5% noise; the cost does not depend on them).
+//   --fused          also time the fused model (encoders + gradient graph in one file) at the encoder batches.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,7 +46,7 @@ async function main() {
     const refDir = opt('reference');
     const ref = refDir ? (await loadBundle(refDir, { hash: false })).heads : perturbed(proxy.heads);
     heads = { ...proxy.heads, refVisualProjection: ref.visualProjection, refTextProjection: ref.textProjection };
-    encoders = { visual: proxy.paths.visual, textual: proxy.paths.textual, size: proxy.manifest.image.size, context: proxy.manifest.text.context_length };
+    encoders = { visual: proxy.paths.visual, textual: proxy.paths.textual, size: proxy.manifest.image.size, context: proxy.manifest.text.context_length, proxy };
   } else {
     const p = { dv: 768, dt: 512, p: 512 };
     const rnd = normal(7);
@@ -69,6 +70,16 @@ async function main() {
       for (const b of encoderBatches) {
         results.push({ part: 'visual', b, ...spawnChild({ kind: 'visual', file: encoders.visual, b, size: encoders.size, repeats: 1, threads }) });
         results.push({ part: 'textual', b, ...spawnChild({ kind: 'textual', file: encoders.textual, b, context: encoders.context, repeats: 1, threads }) });
+      }
+      if (argv.includes('--fused')) {
+        const { fuseBundleGraph } = await import('../dist/mimic/index.js');
+        const file = join(tmp, 'fused.onnx');
+        const t0 = performance.now();
+        writeFileSync(file, fuseBundleGraph(readFileSync(encoders.visual), readFileSync(encoders.textual), heads));
+        console.log(`fused model built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+        for (const b of encoderBatches) {
+          results.push({ part: 'fused', b, ...spawnChild({ kind: 'fused', file, b, size: encoders.size, context: encoders.context, repeats: 1, threads }) });
+        }
       }
     }
   } finally {
@@ -109,7 +120,7 @@ function spawnChild(spec) {
 async function child(spec) {
   const ort = await import('onnxruntime-node');
   const mb = (kb) => kb / 1024;
-  const rss0 = process.resourceUsage().maxRSS;
+  const rss0 = peakRssKb();
   const session = await ort.InferenceSession.create(spec.file, {
     intraOpNumThreads: spec.threads,
     interOpNumThreads: 1,
@@ -125,7 +136,8 @@ async function child(spec) {
     };
   } else if (spec.kind === 'visual') {
     feeds = { pixel_values: new ort.Tensor('float32', floats(spec.b * 3 * spec.size * spec.size), [spec.b, 3, spec.size, spec.size]) };
-  } else {
+  }
+  if (spec.kind === 'textual' || spec.kind === 'fused') {
     const ids = new BigInt64Array(spec.b * spec.context);
     for (let i = 0; i < spec.b; i++) {
       const len = 5 + (i % 40);
@@ -134,8 +146,11 @@ async function child(spec) {
       ids[i * spec.context + len] = 49407n;
     }
     feeds = { input_ids: new ort.Tensor('int64', ids, [spec.b, spec.context]) };
+    if (spec.kind === 'fused') {
+      feeds.pixel_values = new ort.Tensor('float32', floats(spec.b * 3 * spec.size * spec.size), [spec.b, 3, spec.size, spec.size]);
+    }
   }
-  const rssSession = process.resourceUsage().maxRSS;
+  const rssSession = peakRssKb();
   await session.run(feeds); // warm-up: allocations and kernel selection
   const wall = [];
   const cpu = [];
@@ -153,9 +168,23 @@ async function child(spec) {
       wallMs: median(wall),
       cpuMs: median(cpu),
       sessionMb: mb(rssSession - rss0),
-      peakMb: mb(process.resourceUsage().maxRSS - rssSession),
+      peakMb: mb(peakRssKb() - rssSession),
     }),
   );
+}
+
+/**
+ * This process's peak resident set (kB). /proc's VmHWM belongs to the process's own address space; getrusage's
+ * maxRSS would carry over the parent's peak through fork and exec, and the parent holds whole models.
+ */
+function peakRssKb() {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) return Number(m[1]);
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS;
 }
 
 function perturbed(h) {
