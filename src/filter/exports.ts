@@ -13,7 +13,7 @@ import { NumericBuilder, Utf8Builder, utf8At, utf8BytesAt, type Column, type Utf
 import type { ColumnSpec, ColumnType } from '../scores/schema.js';
 import { columnsToArrow } from '../scores/writer.js';
 import { ExternalSorter } from './extsort.js';
-import { parseUidBytes, writeUidNpy } from './npy.js';
+import { parseUidRange, writeUidNpy } from './npy.js';
 
 /** hyparquet-writer's schema element type (it bundles its own hyparquet, so take the type from its API). */
 type ParquetSchema = ConstructorParameters<typeof ParquetWriter>[0]['schema'];
@@ -123,13 +123,15 @@ export class NpyExport implements Exporter {
 
   add(b: ExportBatch): void {
     const uid = b.identity.uid as Utf8Column;
+    const off = uid.offsets;
+    const kept = b.kept;
     for (let i = 0; i < b.n; i++) {
-      if (!b.kept[i]) continue;
+      if (kept[i] === 0) continue;
       if (uid.validity && !(uid.validity[i >> 3] & (1 << (i & 7)))) {
         this.noUid++;
         continue;
       }
-      if (!parseUidBytes(utf8BytesAt(uid, i), this.words)) {
+      if (!parseUidRange(uid.bytes, off[i], off[i + 1], this.words)) {
         this.invalid++;
         this.firstInvalid ??= utf8At(uid, i);
         continue;

@@ -61,11 +61,13 @@ export class ExternalSorter {
   }
 
   /** Append one record (its first `stride` words from `words` at `offset`). */
-  push(words: ArrayLike<number>, offset = 0): void {
+  push(words: Uint32Array, offset = 0): void {
     if (this.used === this.buf.length) this.spill();
     const s = this.stride;
-    for (let k = 0; k < s; k++) this.buf[this.used + k] = words[offset + k];
-    this.used += s;
+    const buf = this.buf;
+    const at = this.used;
+    for (let k = 0; k < s; k++) buf[at + k] = words[offset + k];
+    this.used = at + s;
     this.count++;
   }
 

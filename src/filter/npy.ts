@@ -13,17 +13,39 @@ for (let i = 0; i < 6; i++) {
   HEX[97 + i] = 10 + i;
 }
 
+/** Two ASCII hex digits (first byte high) → their value 0..255, or −1. */
+const HEX2 = new Int16Array(65536).fill(-1);
+for (let a = 0; a < 128; a++) for (let b = 0; b < 128; b++) if (HEX[a] >= 0 && HEX[b] >= 0) HEX2[(a << 8) | b] = (HEX[a] << 4) | HEX[b];
+
 /**
  * Parse a uid's hex text (1–32 hex digits, either case, as Python's int(uid, 16) takes them without a sign,
  * prefix, underscores or spaces) from UTF-8 bytes into out[off..off+4). False when it is not such a number.
  */
 export function parseUidBytes(bytes: Uint8Array, out: Uint32Array | number[], off = 0): boolean {
-  const len = bytes.length;
-  if (len === 0 || len > 32) return false;
+  return parseUidRange(bytes, 0, bytes.length, out, off);
+}
+
+/** parseUidBytes of bytes[start..end), without making a view (the filter calls it once per kept row). */
+export function parseUidRange(bytes: Uint8Array, start: number, end: number, out: Uint32Array | number[], off = 0): boolean {
+  const len = end - start;
+  if (len === 32) {
+    // The usual DataComp uid: two digits per table lookup, eight per word, accumulated in a local.
+    for (let w = 0; w < 4; w++) {
+      let v = 0;
+      for (let j = start + 8 * w, e = j + 8; j < e; j += 2) {
+        const d = HEX2[(bytes[j] << 8) | bytes[j + 1]];
+        if (d < 0) return false;
+        v = (v << 8) | d;
+      }
+      out[off + w] = v >>> 0;
+    }
+    return true;
+  }
+  if (len <= 0 || len > 32) return false;
   out[off] = out[off + 1] = out[off + 2] = out[off + 3] = 0;
   // Digit j from the right goes to word 3 - (j >> 3), nibble j & 7.
   for (let j = 0; j < len; j++) {
-    const c = bytes[len - 1 - j];
+    const c = bytes[end - 1 - j];
     const d = c < 128 ? HEX[c] : -1;
     if (d < 0) return false;
     const w = off + 3 - (j >> 3);

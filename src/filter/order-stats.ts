@@ -39,6 +39,44 @@ export function keysOf(values: Float32Array, out: Uint32Array): void {
   }
 }
 
+/*
+ * The hot loops read a float's bits b as an int32 so that everything stays a small integer for V8. The key
+ * b ^ ((b >> 31) | 0x80000000) flips every bit of a negative and the sign bit of a positive; −0 is first
+ * mapped to +0. NaN: (b & 0x7fffffff) > 0x7f800000.
+ */
+function addHigh(bits: Int32Array, mask: Uint8Array | null, counts: Float64Array): number {
+  let nan = 0;
+  for (let i = 0; i < bits.length; i++) {
+    if (mask !== null && mask[i] === 0) continue;
+    let b = bits[i];
+    if ((b & 0x7fffffff) > 0x7f800000) {
+      nan++;
+      continue;
+    }
+    if (b === -2147483648) b = 0;
+    counts[(b ^ ((b >> 31) | -2147483648)) >>> 16]++;
+  }
+  return nan;
+}
+
+function addLow(bits: Int32Array, mask: Uint8Array | null, bucket: number, counts: Float64Array): void {
+  for (let i = 0; i < bits.length; i++) {
+    if (mask !== null && mask[i] === 0) continue;
+    let b = bits[i];
+    if ((b & 0x7fffffff) > 0x7f800000) continue;
+    if (b === -2147483648) b = 0;
+    const k = b ^ ((b >> 31) | -2147483648);
+    if (k >>> 16 === bucket) counts[k & 0xffff]++;
+  }
+}
+
+function countOnesMasked(m: Uint8Array | null, n: number): number {
+  if (m === null) return n;
+  let c = 0;
+  for (let i = 0; i < m.length; i++) c += m[i];
+  return c;
+}
+
 /** First-pass counts of one column: keys by their high 16 bits. */
 export class HighHistogram {
   readonly counts = new Float64Array(65536);
@@ -48,23 +86,8 @@ export class HighHistogram {
 
   /** Count the rows i with mask[i] set (mask may be null for all rows). */
   add(values: Float32Array, mask: Uint8Array | null): void {
-    const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-    const c = this.counts;
-    let n = 0;
-    let nan = 0;
-    for (let i = 0; i < values.length; i++) {
-      if (mask !== null && mask[i] === 0) continue;
-      const v = values[i];
-      if (v !== v) {
-        nan++;
-        continue;
-      }
-      const b = bits[i];
-      const key = b === SIGN ? SIGN : (b & SIGN ? ~b : b | SIGN) >>> 0;
-      c[key >>> 16]++;
-      n++;
-    }
-    this.n += n;
+    const nan = addHigh(new Int32Array(values.buffer, values.byteOffset, values.length), mask, this.counts);
+    this.n += countOnesMasked(mask, values.length) - nan;
     this.nan += nan;
   }
 
@@ -88,17 +111,7 @@ export class LowHistogram {
   constructor(readonly bucket: number, readonly below: number) {}
 
   add(values: Float32Array, mask: Uint8Array | null): void {
-    const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
-    const c = this.counts;
-    const want = this.bucket;
-    for (let i = 0; i < values.length; i++) {
-      if (mask !== null && mask[i] === 0) continue;
-      const v = values[i];
-      if (v !== v) continue;
-      const b = bits[i];
-      const key = b === SIGN ? SIGN : (b & SIGN ? ~b : b | SIGN) >>> 0;
-      if (key >>> 16 === want) c[key & 0xffff]++;
-    }
+    addLow(new Int32Array(values.buffer, values.byteOffset, values.length), mask, this.bucket, this.counts);
   }
 
   /**

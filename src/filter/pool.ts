@@ -10,6 +10,7 @@ import { ScoreFileReader } from '../scores/reader.js';
 import { listScoreRuns, type CheckpointRun } from '../scores/runs.js';
 import { FLOAT_COLUMNS, META } from '../scores/schema.js';
 import { utf8At, type Column, type Float32Column, type Int32Column, type Utf8Column } from '../scores/columns.js';
+import { countOnes } from './masks.js';
 import { addVotes, combine, groupByBatch, normalizeBatches, type Aggregate, type Normalize, type BatchGroups } from './aggregate.js';
 
 export interface PoolOptions {
@@ -39,6 +40,12 @@ export interface UnitRequest {
   identity?: readonly IdentityColumn[];
   /** Decode the status of rows that are not ok (for the summary's per-status counts). */
   statuses?: boolean;
+  /**
+   * Skip the status column and treat every row as ok: valid only for score columns without per-batch work,
+   * where the schema's rule (scores are null unless the status is ok) already makes failed rows NaN. The
+   * filter uses it in its histogram passes and checks the rule in its final pass.
+   */
+  trustNulls?: boolean;
 }
 
 export interface UnitData {
@@ -67,11 +74,35 @@ export function okMask(status: Utf8Column, into?: Uint8Array): Uint8Array {
   const out = into ?? new Uint8Array(n);
   const off = status.offsets;
   const b = status.bytes;
+  if (off[0] === 0 && off[n] === 2 * n && (b.byteOffset & 1) === 0) {
+    // Common case: every status is two bytes long. Check the offsets, then compare "ok" as one uint16.
+    let regular = true;
+    for (let i = 1; i <= n; i++) if (off[i] !== 2 * i) { regular = false; break; }
+    if (regular) {
+      const pairs = new Uint16Array(b.buffer, b.byteOffset, n);
+      const OK = OK0 | (OK1 << 8); // little-endian "ok"
+      for (let i = 0; i < n; i++) out[i] = pairs[i] === OK ? 1 : 0;
+      return out;
+    }
+  }
   for (let i = 0; i < n; i++) {
     const s = off[i];
     out[i] = off[i + 1] - s === 2 && b[s] === OK0 && b[s + 1] === OK1 ? 1 : 0;
   }
   return out;
+}
+
+/** Status → rows for the rows that are not ok; the first checkpoint in which a row is not ok names it. */
+function countStatuses(ok: Uint8Array, okPer: Uint8Array[], status: Utf8Column[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  const C = okPer.length;
+  for (let i = ok.indexOf(0); i >= 0 && i < ok.length; i = ok.indexOf(0, i + 1)) {
+    let c = 0;
+    while (c < C - 1 && okPer[c][i]) c++;
+    const s = utf8At(status[c], i) ?? '(null)';
+    counts.set(s, (counts.get(s) ?? 0) + 1);
+  }
+  return counts;
 }
 
 export class Pool {
@@ -154,12 +185,13 @@ export class Pool {
       // Per checkpoint: status, batch (when needed) and the score columns.
       const perCk: Record<string, Column>[] = [];
       const okPer: Uint8Array[] = [];
+      const trust = req.trustNulls === true && !batchNeeded && !req.statuses;
       for (let c = 0; c < C; c++) {
-        const names = ['status', ...(batchNeeded ? ['batch'] : []), ...req.scores];
+        const names = [...(trust ? [] : ['status']), ...(batchNeeded ? ['batch'] : []), ...req.scores];
         if (c === 0 && req.identity) for (const id of req.identity) if (!names.includes(id)) names.push(id);
         const cols = readers[c].read(names);
         perCk.push(cols);
-        okPer.push(okMask(cols.status as Utf8Column));
+        okPer.push(trust ? new Uint8Array(n).fill(1) : okMask(cols.status as Utf8Column));
       }
       const ok = C === 1 ? okPer[0] : new Uint8Array(n);
       let mismatch = 0;
@@ -175,20 +207,10 @@ export class Pool {
           if (any && !all) mismatch++;
         }
       }
-      let okCount = 0;
-      for (let i = 0; i < n; i++) okCount += ok[i];
+      const okCount = countOnes(ok);
 
       let statusCounts: Map<string, number> | undefined;
-      if (req.statuses && okCount < n) {
-        statusCounts = new Map();
-        for (let i = 0; i < n; i++) {
-          if (ok[i]) continue;
-          let c = 0;
-          while (c < C - 1 && okPer[c][i]) c++;
-          const s = utf8At(perCk[c].status as Utf8Column, i) ?? '(null)';
-          statusCounts.set(s, (statusCounts.get(s) ?? 0) + 1);
-        }
-      }
+      if (req.statuses && okCount < n) statusCounts = countStatuses(ok, okPer, perCk.map((cols) => cols.status as Utf8Column));
 
       const groups: BatchGroups[] = [];
       if (batchNeeded) {
@@ -216,8 +238,9 @@ export class Pool {
           });
         }
         const how = this.aggregate === 'vote' ? 'mean' : this.aggregate;
-        if (C === 1 && okCount === n && inputs === raw) {
-          values[name] = raw[0]; // zero-copy: nulls are already NaN and every row is ok
+        if (C === 1 && inputs === raw) {
+          // Zero-copy: nulls are already NaN, and every consumer masks rows that are not ok with `ok`.
+          values[name] = raw[0];
         } else {
           const out = inputs === raw ? new Float32Array(n) : inputs[0];
           combine(how, inputs, ok, out);

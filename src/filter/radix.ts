@@ -1,8 +1,9 @@
 /**
  * Sorting fixed-width records held in a Uint32Array: each record is `stride` words, ordered by its first
  * `keyWords` words as unsigned numbers, most significant first (a 128-bit uid is four words, high word first).
- * LSD radix sort on 16-bit digits: stable, O(records × key digits), independent of the key distribution, and
- * passes whose digit is the same for every record are skipped.
+ * Most-significant-digit radix sort: one pass on the top 16 bits, then 8-bit digits inside each bucket,
+ * finishing small buckets by insertion. Stable; O(records × key bytes) in the worst case (long shared
+ * prefixes), about three passes over the data for random keys such as uids.
  */
 
 /** Compare record a of `x` with record b of `y` on the key words. */
@@ -17,54 +18,89 @@ export function compareRecords(x: Uint32Array, a: number, y: Uint32Array, b: num
   return 0;
 }
 
-/**
- * Sort the first `count` records of `data` in place (scratch: a buffer at least as large; allocated if absent).
- */
+const SMALL = 16;
+
+/** Sort the first `count` records of `data` in place (scratch: a buffer at least as large; allocated if absent). */
 export function radixSortRecords(data: Uint32Array, count: number, stride: number, keyWords: number, scratch?: Uint32Array): void {
   if (count < 2) return;
   const words = count * stride;
-  if (count < 1024) {
-    // Small runs: a comparison sort costs less than clearing 65,536 counters per digit.
-    const idx = Array.from({ length: count }, (_, i) => i);
-    idx.sort((a, b) => compareRecords(data, a, data, b, stride, keyWords) || a - b);
-    const copy = data.slice(0, words);
-    for (let i = 0; i < count; i++) data.set(copy.subarray(idx[i] * stride, idx[i] * stride + stride), i * stride);
+  const tmp = scratch && scratch.length >= words ? scratch : new Uint32Array(words);
+  if (count <= 4096) {
+    msd8(data, tmp, 0, count, 0, stride, keyWords);
     return;
   }
-  let src = data;
-  let dst = scratch && scratch.length >= words ? scratch : new Uint32Array(words);
-  const counts = new Uint32Array(65536);
-  for (let w = keyWords - 1; w >= 0; w--) {
-    for (let shift = 0; shift <= 16; shift += 16) {
-      counts.fill(0);
-      for (let i = 0, p = w; i < count; i++, p += stride) counts[(src[p] >>> shift) & 0xffff]++;
-      // One digit value for every record: this pass would not move anything.
-      const first = (src[w] >>> shift) & 0xffff;
-      if (counts[first] === count) continue;
-      let sum = 0;
-      for (let d = 0; d < 65536; d++) {
-        const c = counts[d];
-        counts[d] = sum;
-        sum += c;
-      }
-      if (stride === 4) {
-        for (let p = 0; p < words; p += 4) {
-          const q = counts[(src[p + w] >>> shift) & 0xffff]++ * 4;
-          dst[q] = src[p];
-          dst[q + 1] = src[p + 1];
-          dst[q + 2] = src[p + 2];
-          dst[q + 3] = src[p + 3];
-        }
-      } else {
-        for (let p = 0; p < words; p += stride) {
-          const q = counts[(src[p + w] >>> shift) & 0xffff]++ * stride;
-          for (let k = 0; k < stride; k++) dst[q + k] = src[p + k];
-        }
-      }
-      const t = src;
-      src = dst;
-      dst = t;
-    }
+  const counts = new Uint32Array(65537);
+  for (let p = 0; p < words; p += stride) counts[(data[p] >>> 16) + 1]++;
+  for (let d = 0; d < 65536; d++) counts[d + 1] += counts[d];
+  const next = counts.slice(0, 65536);
+  for (let p = 0; p < words; p += stride) {
+    const q = next[data[p] >>> 16]++ * stride;
+    for (let k = 0; k < stride; k++) tmp[q + k] = data[p + k];
   }
-  if (src !== data) data.set(src.subarray(0, words));
+  data.set(tmp.subarray(0, words));
+  const pool: Uint32Array[] = [];
+  for (let d = 0; d < 65536; d++) {
+    if (counts[d + 1] - counts[d] > 1) msd8(data, tmp, counts[d], counts[d + 1], 2, stride, keyWords, pool);
+  }
+}
+
+/** Per-depth counters for msd8, reused across calls (a sort allocates them once). */
+function countersFor(depth: number, pool: Uint32Array[]): Uint32Array {
+  while (pool.length <= depth) pool.push(new Uint32Array(257));
+  return pool[depth];
+}
+
+/** Sort records [from, to) that agree on the key bytes before `digit` (byte index, most significant first). */
+function msd8(data: Uint32Array, tmp: Uint32Array, from: number, to: number, digit: number, stride: number, keyWords: number, pool: Uint32Array[] = []): void {
+  const last = keyWords * 4;
+  if (to - from <= SMALL) {
+    if (to - from > 1 && digit < last) insertionSort(data, from, to, stride, keyWords);
+    return;
+  }
+  const counts = countersFor(digit, pool);
+  while (digit < last) {
+    const w = digit >> 2;
+    const shift = 24 - 8 * (digit & 3);
+    counts.fill(0);
+    for (let i = from; i < to; i++) counts[((data[i * stride + w] >>> shift) & 255) + 1]++;
+    let single = false;
+    for (let d = 0; d < 256; d++) {
+      if (counts[d + 1] === to - from) single = true;
+      counts[d + 1] += counts[d];
+    }
+    if (single) {
+      // every record has this byte: look at the next one without moving anything
+      digit++;
+      continue;
+    }
+    // scatter into tmp by digit (counts[d] is the running position of digit d), then copy back
+    for (let i = from; i < to; i++) {
+      const p = i * stride;
+      const q = (from + counts[(data[p + w] >>> shift) & 255]++) * stride;
+      for (let k = 0; k < stride; k++) tmp[q + k] = data[p + k];
+    }
+    for (let k = from * stride; k < to * stride; k++) data[k] = tmp[k];
+    // after the scatter counts[d] is the end of bucket d; bucket d starts at counts[d − 1] (0 for d = 0)
+    let a = from;
+    for (let d = 0; d < 256; d++) {
+      const b = from + counts[d];
+      if (b - a > 1) msd8(data, tmp, a, b, digit + 1, stride, keyWords, pool);
+      a = b;
+    }
+    return;
+  }
+}
+
+function insertionSort(data: Uint32Array, from: number, to: number, stride: number, keyWords: number): void {
+  const rec = new Uint32Array(stride);
+  for (let i = from + 1; i < to; i++) {
+    if (compareRecords(data, i - 1, data, i, stride, keyWords) <= 0) continue;
+    rec.set(data.subarray(i * stride, i * stride + stride));
+    let j = i - 1;
+    while (j >= from && compareRecords(data, j, rec, 0, stride, keyWords) > 0) {
+      data.copyWithin((j + 1) * stride, j * stride, j * stride + stride);
+      j--;
+    }
+    data.set(rec, (j + 1) * stride);
+  }
 }

@@ -27,6 +27,7 @@ import { compareRecords } from './radix.js';
 import { parseUidBytes } from './npy.js';
 import { NpyExport, KeyTextExport, UidTextExport, tableExportFor, type Exporter, type TableColumn } from './exports.js';
 import type { SideColumns } from './side.js';
+import { andInto, cmpEq, cmpGe, cmpGt, cmpLe, cmpLt, cmpNe, countPresent, orInto, tally } from './masks.js';
 import { DEFAULTS } from '../defaults.js';
 
 export interface FilterOptions extends PoolOptions {
@@ -108,6 +109,7 @@ export interface FilterSummary {
   exports: Record<string, unknown>;
   side?: Record<string, unknown>;
   passes: string[];
+  pass_seconds: Record<string, number>;
   seconds: number;
 }
 
@@ -152,11 +154,23 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
   const scoreCols = (cols: Iterable<string>) => [...cols].filter((c) => catalog.isScoreColumn(c));
   const sideCols = (cols: Iterable<string>) => [...cols].filter((c) => !catalog.isScoreColumn(c));
   const passes: string[] = [];
+  // Seconds per pass, for the summary (where the time goes at pool scale).
+  const passSeconds: Record<string, number> = {};
+  let passStart = Date.now();
+  const startPass = (name: string) => {
+    const now = Date.now();
+    if (passes.length) passSeconds[passes[passes.length - 1]] = (now - passStart) / 1000;
+    passStart = now;
+    passes.push(name);
+  };
   const U = pool.units.length;
   const progress = (pass: FilterProgress['pass'], unit: number, rows: number) => opts.onProgress?.({ pass, unit, units: U, rows });
 
-  const readValues = (u: number, cols: string[], identity: IdentityColumn[], statuses = false): UnitData => {
-    const d = pool.readUnit(u, { scores: scoreCols(cols), identity, statuses });
+  // Histogram passes may skip the status column when every column they read is a score column (see
+  // UnitRequest.trustNulls); the final pass then checks that failed rows indeed had no scores.
+  const trustNulls = statColumns.every((c) => catalog.isScoreColumn(c));
+  const readValues = (u: number, cols: string[], identity: IdentityColumn[], statuses = false, trust = false): UnitData => {
+    const d = pool.readUnit(u, { scores: scoreCols(cols), identity, statuses, trustNulls: trust });
     const sc = sideCols(cols);
     if (sc.length) {
       const sv = side!.readUnit(u, d.n);
@@ -175,13 +189,13 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
   const shardNames: string[] = [];
   let poolRows = 0;
   if (statColumns.length) {
-    passes.push('histogram');
+    startPass('histogram');
     for (const c of statColumns) high.set(c, new HighHistogram());
     const wantShard = needs.ranks.length > 0;
     let rows = 0;
     for (let u = 0; u < U; u++) {
-      const d = readValues(u, statColumns, []);
-      for (const c of statColumns) high.get(c)!.add(d.values[c], d.ok);
+      const d = readValues(u, statColumns, [], false, trustNulls);
+      for (const c of statColumns) high.get(c)!.add(d.values[c], trustNulls ? null : d.ok);
       if (wantShard) shardNames.push(d.metadata[META.shard] ?? unitShardFromColumn(pool, u));
       rows += d.n;
       progress('histogram', u, rows);
@@ -221,7 +235,7 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
   const lowOf = new Map<string, Map<number, LowHistogram>>();
   const rankedAt = new Map<string, Map<number, RankedValue>>();
   if (wanted.size) {
-    passes.push('refine');
+    startPass('refine');
     for (const [c, ranks] of wanted) {
       const m = new Map<number, LowHistogram>();
       for (const r of ranks) {
@@ -233,8 +247,8 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
     const cols = [...wanted.keys()];
     let rows = 0;
     for (let u = 0; u < U; u++) {
-      const d = readValues(u, cols, []);
-      for (const c of cols) for (const lh of lowOf.get(c)!.values()) lh.add(d.values[c], d.ok);
+      const d = readValues(u, cols, [], false, trustNulls);
+      for (const c of cols) for (const lh of lowOf.get(c)!.values()) lh.add(d.values[c], trustNulls ? null : d.ok);
       rows += d.n;
       progress('refine', u, rows);
     }
@@ -267,7 +281,7 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
   const partial = rankPlans.filter((p) => p.mode === 'boundary' && p.keptFromTies < p.tied);
   const shardRank = new Uint32Array(U);
   if (partial.length) {
-    passes.push('ties');
+    startPass('ties');
     const order = Array.from({ length: U }, (_, u) => u);
     order.sort((a, b) => (shardNames[a] < shardNames[b] ? -1 : shardNames[a] > shardNames[b] ? 1 : a - b));
     order.forEach((u, r) => (shardRank[u] = r));
@@ -309,7 +323,7 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
   const rankPlanOf = new Map(rankPlans.map((p) => [p.expr, p]));
 
   // Pass F: evaluate, count, export.
-  passes.push('select');
+  startPass('select');
   const sortMemory = opts.sortMemoryBytes ?? DEFAULTS.filter.sortMemoryBytes;
   const exporters: { name: string; ex: Exporter }[] = [];
   const tableColumns: TableColumn[] = [
@@ -342,6 +356,7 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
     identity.add('row');
   }
   const R = rules.length;
+  const isKeep = Uint8Array.from(rules, (r) => (r.kind === 'keep' ? 1 : 0));
   const matched = new Float64Array(R);
   const overlap = new Float64Array(R * R);
   const present = new Map<string, number>([...needs.columns].map((c) => [c, 0]));
@@ -359,12 +374,7 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
       okRows += d.okCount;
       mismatch += d.statusMismatch ?? 0;
       for (const [s, c] of d.statusCounts ?? []) excluded.set(s, (excluded.get(s) ?? 0) + c);
-      for (const c of needs.columns) {
-        const v = d.values[c];
-        let k = 0;
-        for (let i = 0; i < n; i++) if (d.ok[i] && v[i] === v[i]) k++;
-        present.set(c, present.get(c)! + k);
-      }
+      for (const c of needs.columns) present.set(c, present.get(c)! + countPresent(d.values[c], d.ok));
       const ctx: EvalCtx = {
         d,
         pct: (column, q) => pctValue.get(`${column}\u0000${q}`)!,
@@ -376,22 +386,18 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
       };
       const masks = rules.map((r) => evaluate(r.expr, ctx));
       const keepMask = new Uint8Array(n);
-      for (let i = 0; i < n; i++) {
-        if (!d.ok[i]) continue;
-        let k = 1;
-        for (let r = 0; r < R; r++) {
-          const m = masks[r][i];
-          if (m) {
-            matched[r]++;
-            for (let s = r + 1; s < R; s++) if (masks[s][i]) overlap[r * R + s]++;
-          }
-          if (rules[r].kind === 'keep' ? !m : m) k = 0;
-        }
-        keepMask[i] = k;
-        kept += k;
-      }
+      kept += tally(masks, isKeep, d.ok, keepMask, matched, overlap);
       for (const { ex } of exporters) ex.add({ n, kept: keepMask, identity: d.identity, values: d.values });
       progress('select', u, rows);
+    }
+    for (const [c, h] of high) {
+      if (present.get(c) !== h.n) {
+        throw new MimicError('E_SCORES', `column ${c}: ${h.n} values in the histogram pass but ${present.get(c)} among ok rows in the final pass`, {
+          hint: trustNulls
+            ? 'some rows whose status is not ok carry scores, which score files must not (DESIGN §6), or the files changed during the filter'
+            : 'the score files changed during the filter',
+        });
+      }
     }
     for (const [c, k] of present) if (k === 0 && okRows > 0) throw noValuesError(c, catalog);
   } catch (e) {
@@ -407,6 +413,7 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
       throw e;
     }
   }
+  passSeconds.select = (Date.now() - passStart) / 1000;
   if (poolRows && poolRows !== rows) throw new MimicError('E_SCORES', `the score files changed during the filter (${poolRows} rows, then ${rows})`, { hint: 'do not filter a run that `mimic score` is still writing' });
 
   const summary: FilterSummary = {
@@ -448,6 +455,7 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
     exports: exportFacts,
     ...(side ? { side: side.summary() } : {}),
     passes,
+    pass_seconds: passSeconds,
     seconds: (Date.now() - t0) / 1000,
   };
   for (let r = 0; r < R; r++) for (let s = r + 1; s < R; s++) summary.overlaps.push({ rules: [r, s], both: overlap[r * R + s] });
@@ -529,17 +537,11 @@ export function evaluate(e: Expr, ctx: EvalCtx): Uint8Array {
     }
     case 'and': {
       out.fill(1);
-      for (const a of e.args) {
-        const m = evaluate(a, ctx);
-        for (let i = 0; i < n; i++) out[i] &= m[i];
-      }
+      for (const a of e.args) andInto(out, evaluate(a, ctx));
       return out;
     }
     case 'or': {
-      for (const a of e.args) {
-        const m = evaluate(a, ctx);
-        for (let i = 0; i < n; i++) out[i] |= m[i];
-      }
+      for (const a of e.args) orInto(out, evaluate(a, ctx));
       return out;
     }
   }
@@ -551,15 +553,26 @@ function compare(a: Float32Array | number, op: string, b: Float32Array | number,
   const B = typeof b === 'number' ? null : b;
   const as = typeof a === 'number' ? a : 0;
   const bs = typeof b === 'number' ? b : 0;
-  // Specialise the common "column op constant" shape: it runs once per row of the pool.
+  // The common "column op constant" shape runs once per row of the pool: one small loop per operator.
   if (A && !B) {
     switch (op) {
-      case '>=': for (let i = 0; i < n; i++) out[i] = A[i] >= bs ? 1 : 0; return;
-      case '>': for (let i = 0; i < n; i++) out[i] = A[i] > bs ? 1 : 0; return;
-      case '<=': for (let i = 0; i < n; i++) out[i] = A[i] <= bs ? 1 : 0; return;
-      case '<': for (let i = 0; i < n; i++) out[i] = A[i] < bs ? 1 : 0; return;
-      case '==': for (let i = 0; i < n; i++) out[i] = A[i] === bs ? 1 : 0; return;
-      case '!=': for (let i = 0; i < n; i++) out[i] = A[i] === A[i] && bs === bs && A[i] !== bs ? 1 : 0; return;
+      case '>=': return cmpGe(A, bs, out);
+      case '>': return cmpGt(A, bs, out);
+      case '<=': return cmpLe(A, bs, out);
+      case '<': return cmpLt(A, bs, out);
+      case '==': return cmpEq(A, bs, out);
+      case '!=': return cmpNe(A, bs, out);
+    }
+  }
+  if (B && !A) {
+    // constant op column: mirror it
+    switch (op) {
+      case '>=': return cmpLe(B, as, out);
+      case '>': return cmpLt(B, as, out);
+      case '<=': return cmpGe(B, as, out);
+      case '<': return cmpGt(B, as, out);
+      case '==': return cmpEq(B, as, out);
+      case '!=': return cmpNe(B, as, out);
     }
   }
   for (let i = 0; i < n; i++) {

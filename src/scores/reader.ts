@@ -220,11 +220,11 @@ export class ScoreFileReader {
     if (regions[1].length < n * 4) throw scoresError(this.path, `column ${this.fields[fieldIndex].name}: data buffer too short`);
     if (type === 'float32') {
       const values = new Float32Array(mem, starts[1], n);
-      if (validity) for (let i = 0; i < n; i++) if ((validity[i >> 3] & (1 << (i & 7))) === 0) values[i] = NaN;
+      if (validity) fillNulls(values, validity, n, NaN);
       return { type, length: n, values, validity, nullCount: node.nullCount };
     }
     const values = type === 'int32' ? new Int32Array(mem, starts[1], n) : new Uint32Array(mem, starts[1], n);
-    if (validity) for (let i = 0; i < n; i++) if ((validity[i >> 3] & (1 << (i & 7))) === 0) values[i] = 0;
+    if (validity) fillNulls(values, validity, n, 0);
     return { type, length: n, values, validity, nullCount: node.nullCount } as Column;
   }
 
@@ -272,6 +272,17 @@ export class ScoreFileReader {
       closeSync(this.fd);
       this.fd = null;
     }
+  }
+}
+
+/** values[i] = fill where row i is null; whole bytes of valid rows (the usual case) are skipped. */
+function fillNulls(values: Float32Array | Int32Array | Uint32Array, validity: Uint8Array, n: number, fill: number): void {
+  const bytes = (n + 7) >> 3;
+  for (let k = 0; k < bytes; k++) {
+    const v = validity[k];
+    if (v === 0xff) continue;
+    const end = Math.min(n, (k + 1) << 3);
+    for (let i = k << 3; i < end; i++) if ((v & (1 << (i & 7))) === 0) values[i] = fill;
   }
 }
 
