@@ -5,6 +5,8 @@
 import { readdirSync, statSync } from 'node:fs';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import { MimicError } from '../errors.js';
+import { ScoreFileReader } from './reader.js';
+import { META } from './schema.js';
 
 export interface CheckpointRun {
   /** The checkpoint's folder name. */
@@ -49,8 +51,34 @@ function byCodeUnit(a: string, b: string): number {
 }
 
 /**
- * The checkpoints under `dir`: with `dir/_manifests` present, `dir` is a run root and every other top-level
- * folder is a checkpoint; otherwise `dir` itself is one checkpoint named after the folder.
+ * A run root whose _manifests folder is gone: no score file at the top, and each top-level folder's files
+ * name that folder as their checkpoint (META.checkpoint). Reading one footer per folder decides it.
+ */
+function looksLikeRunRoot(abs: string): boolean {
+  const entries = readdirSync(abs, { withFileTypes: true });
+  if (entries.some((e) => e.isFile() && isScoreFileName(e.name))) return false;
+  const subs = entries.filter((e) => e.isDirectory() && !e.name.startsWith('.') && !e.name.startsWith('_'));
+  if (subs.length === 0) return false;
+  for (const d of subs) {
+    const files: string[] = [];
+    walk(join(abs, d.name), join(abs, d.name), files);
+    if (files.length === 0) continue;
+    try {
+      const r = ScoreFileReader.open(join(abs, d.name, files[0]), { validate: false });
+      const ck = r.metadata[META.checkpoint];
+      r.close();
+      if (ck !== d.name) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * The checkpoints under `dir`: with `dir/_manifests` present (or, without it, when every top-level folder's
+ * files record that folder's name as their checkpoint), `dir` is a run root and every other top-level folder
+ * is a checkpoint; otherwise `dir` itself is one checkpoint named after the folder.
  */
 export function listScoreRuns(dir: string): ScoreRuns {
   const abs = resolve(dir);
@@ -67,7 +95,7 @@ export function listScoreRuns(dir: string): ScoreRuns {
   try {
     isRoot = statSync(join(abs, MANIFESTS)).isDirectory();
   } catch {
-    isRoot = false;
+    isRoot = looksLikeRunRoot(abs);
   }
   const checkpoints: CheckpointRun[] = [];
   if (isRoot) {

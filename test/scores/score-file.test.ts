@@ -191,3 +191,22 @@ describe('score files', () => {
     for (const c of FLOAT_COLUMNS) expect(t.columns[c].type).toBe('float32');
   });
 });
+
+describe('run roots without manifests', () => {
+  it('recognise checkpoint folders by the checkpoint name their files record', async () => {
+    const { mkdtempSync: mk } = await import('node:fs');
+    const root = mk(join(tmpdir(), 'mimic-runs-'));
+    try {
+      for (const ck of ['ep1', 'ep2']) {
+        const b = new ScoreTableBuilder();
+        b.addRow({ shard: 's.tar', row: 0, key: 'k', uid: null, status: 'ok', loss: 1 });
+        await writeScoreFile(join(root, ck, 'part/s.arrow'), b.finish(), { [META.checkpoint]: ck });
+      }
+      expect(listScoreRuns(root).checkpoints.map((c) => [c.name, c.files])).toEqual([['ep1', ['part/s.arrow']], ['ep2', ['part/s.arrow']]]);
+      // a folder of shard subfolders without checkpoint names is one checkpoint
+      expect(listScoreRuns(join(root, 'ep1')).checkpoints.map((c) => [c.name, c.files])).toEqual([['ep1', ['part/s.arrow']]]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
