@@ -26,3 +26,4 @@ export {
 export * from './model/index.js';
 export * from './image/index.js';
 export * from './text/tokenizer-index.js';
+export * from './filter/index.js';
