@@ -45,14 +45,17 @@ export class ExternalSorter {
     this.memoryBytes = opts.memoryBytes;
     this.fanIn = Math.max(2, opts.fanIn ?? 64);
     this.tmpRoot = opts.tmpDir ?? tmpdir();
-    // Half the budget for records, half for the radix scratch; at least one record.
-    const records = Math.max(1, Math.floor(opts.memoryBytes / 2 / (4 * opts.stride)));
-    this.buf = new Uint32Array(records * opts.stride);
+    // Half the budget for records, half for the radix scratch; at least one record. The buffer starts small
+    // and doubles up to that size, so a small sort costs little memory.
+    this.capRecords = Math.max(1, Math.floor(opts.memoryBytes / 2 / (4 * opts.stride)));
+    this.buf = new Uint32Array(Math.min(this.capRecords, 1 << 16) * opts.stride);
   }
+
+  private readonly capRecords: number;
 
   /** Records that fit in memory at once. */
   get bufferRecords(): number {
-    return this.buf.length / this.stride;
+    return this.capRecords;
   }
 
   /** Temporary run files written so far (for tests and the summary). */
@@ -62,7 +65,7 @@ export class ExternalSorter {
 
   /** Append one record (its first `stride` words from `words` at `offset`). */
   push(words: Uint32Array, offset = 0): void {
-    if (this.used === this.buf.length) this.spill();
+    if (this.used === this.buf.length) this.makeRoom();
     const s = this.stride;
     const buf = this.buf;
     const at = this.used;
@@ -87,8 +90,19 @@ export class ExternalSorter {
 
   private sortBuffer(): void {
     const n = this.used / this.stride;
-    if (this.scratch === null && n >= 1024) this.scratch = new Uint32Array(this.buf.length);
+    if (n >= 2 && (this.scratch === null || this.scratch.length < this.used)) this.scratch = new Uint32Array(this.buf.length);
     radixSortRecords(this.buf, n, this.stride, this.keyWords, this.scratch ?? undefined);
+  }
+
+  private makeRoom(): void {
+    const records = this.buf.length / this.stride;
+    if (records < this.capRecords) {
+      const grown = new Uint32Array(Math.min(this.capRecords, records * 2) * this.stride);
+      grown.set(this.buf);
+      this.buf = grown;
+    } else {
+      this.spill();
+    }
   }
 
   private spill(): void {
