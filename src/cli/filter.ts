@@ -117,6 +117,9 @@ Exit status: 0 done, 2 bad rules or inputs.`)
         throw new MimicError('E_USAGE', `--table ${f.table}: the name must end in .arrow or .parquet`);
       }
 
+      if (f.textFilter && !f.synsets) {
+        throw new MimicError('E_USAGE', '--text-filter needs --synsets FILE (the ImageNet-21k synset list DataComp matches captions against)');
+      }
       const pool = Pool.open({ runs, aggregate, tau, normalize });
       let side: SideStore | null = null;
       try {
@@ -135,9 +138,6 @@ Exit status: 0 done, 2 bad rules or inputs.`)
           });
         } else if (f.basicFilter || f.textFilter || f.synsets) {
           throw new MimicError('E_USAGE', `${f.basicFilter ? '--basic-filter' : f.textFilter ? '--text-filter' : '--synsets'} needs captions: pass --shards (the scored shards) or --metadata (DataComp parquet)`);
-        }
-        if (f.textFilter && !f.synsets) {
-          throw new MimicError('E_USAGE', '--text-filter needs --synsets FILE (the ImageNet-21k synset list DataComp matches captions against)');
         }
         const summary = await runFilter({
           runs, aggregate, tau, normalize, clipScore, topK,
