@@ -84,3 +84,21 @@ export function corruptCaption(words: readonly string[], rand: () => number): st
   for (let i = 0; i < n; i++) out.push(words[randInt(rand, words.length)]!);
   return out.join(' ');
 }
+
+/**
+ * Every piece of text the demo's captions can contain, one per line: each emoji in every phrasing, its keywords,
+ * the caption words and the boilerplate. The tiny demo CLIPs keep embedding rows only for the BPE tokens of this
+ * corpus (BPE works word by word, so covering the words covers any caption made of them); other tokens share
+ * one row.
+ */
+export function captionCorpus(entries: readonly EmojiEntry[]): string[] {
+  const lines = new Set<string>();
+  for (const e of entries) {
+    lines.add(`emoji of ${e.name} emoji (${e.category})`);
+    if (e.keywords.length) lines.add(`${e.name}, ${e.keywords.join(', ')}`);
+  }
+  for (const w of captionWords(entries)) lines.add(w);
+  for (const b of BOILERPLATE_CAPTIONS) lines.add(b);
+  lines.add('0 1 2 3 4 5 6 7 8 9');
+  return [...lines];
+}

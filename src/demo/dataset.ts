@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { MimicError } from '../errors.js';
 import { ShardWriter } from '../wds/shard-writer.js';
 import { writeFileAtomic } from '../wds/write-file-atomic.js';
-import { captionWords, cleanCaption, corruptCaption } from './captions.js';
+import { captionCorpus, captionWords, cleanCaption, corruptCaption } from './captions.js';
 import { EMOJI_STYLES, loadEmojiCatalog, type EmojiEntry, type EmojiStyle } from './catalog.js';
 import { renderEmoji, type DemoImageFormat } from './images.js';
 import { randInt, rngFor, shuffleInPlace } from './random.js';
@@ -25,6 +25,8 @@ export type NoiseLabel = 'clean' | 'swapped' | 'corrupted';
 
 export const TRUTH_FORMAT = 'mimic-demo-truth/1';
 export const TRUTH_FILE = 'truth.json';
+/** Every text the captions can be made of (see captionCorpus), for tools that need the vocabulary up front. */
+export const CORPUS_FILE = 'corpus.txt';
 
 export interface DemoDatasetOptions {
   /** Output folder; gets reference/, pool/ and truth.json. */
@@ -267,6 +269,7 @@ export async function buildDemoDataset(options: DemoDatasetOptions): Promise<Dem
   };
   const truthFile = join(out, TRUTH_FILE);
   await writeFileAtomic(truthFile, JSON.stringify(truth, null, 1) + '\n');
+  await writeFileAtomic(join(out, CORPUS_FILE), captionCorpus(entries).join('\n') + '\n');
   return {
     out,
     referenceDir,

@@ -1,6 +1,6 @@
 /** The demo: real emoji image–caption data with known noise, and the quality metrics that score a filter on it. */
 export { EMOJI_STYLES, STYLE_PACKAGES, loadEmojiCatalog, type EmojiStyle, type EmojiEntry, type EmojiImageSource, type CatalogOptions } from './catalog.js';
-export { cleanCaption as demoCleanCaption, corruptCaption, captionWords, BOILERPLATE_CAPTIONS } from './captions.js';
+export { cleanCaption as demoCleanCaption, corruptCaption, captionWords, captionCorpus, BOILERPLATE_CAPTIONS } from './captions.js';
 export { renderEmoji, type RenderOptions, type DemoImageFormat } from './images.js';
 export {
   buildDemoDataset,
@@ -9,6 +9,7 @@ export {
   DEMO_DATASET_DEFAULTS,
   TRUTH_FORMAT,
   TRUTH_FILE,
+  CORPUS_FILE,
   type DemoDatasetOptions,
   type DemoDataset,
   type DemoTruth,
