@@ -78,6 +78,18 @@ export const DEFAULTS = {
   },
   score: {
     batchSize: 256,
+    /** Images decoded at once; 0 = twice the cores (sharp decodes on libuv's pool, one libvips thread each). */
+    decodeConcurrency: 0,
+    /**
+     * Batches queued for the inference thread before reading and decoding wait: two keeps the model busy while
+     * the next batch is assembled, and bounds memory to about (2 + 1) batches of pixels.
+     */
+    maxBatchesInFlight: 2,
+    /**
+     * How a shard's last, partial batch gets its B−1 negatives: the tail of the shard's previous batch (already
+     * encoded, so no extra model work), used as negatives only. A shard with fewer than B samples has a smaller batch.
+     */
+    fillPolicy: 'previous-batch-tail',
   },
   /** `mimic filter` / `mimic stats` (src/filter). */
   filter: {

@@ -26,4 +26,5 @@ export {
 export * from './model/index.js';
 export * from './image/index.js';
 export * from './text/tokenizer-index.js';
+export * from './pipeline/index.js';
 export * from './filter/index.js';

@@ -6,7 +6,9 @@ import { register as doctor } from './doctor.js';
 import { register as check } from './check.js';
 import { register as filter } from './filter.js';
 import { register as stats } from './stats.js';
+import { register as score } from './score.js';
+import { register as status } from './status.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [inspect, doctor, check, filter, stats];
+export const commands: Register[] = [score, status, filter, stats, inspect, check, doctor];

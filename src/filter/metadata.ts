@@ -7,6 +7,7 @@ import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetS
 import { DEFAULTS } from '../defaults.js';
 import { MimicError, errorMessage } from '../errors.js';
 import { openShard } from '../wds/shard-reader.js';
+import { jsonUid, sampleCaption, sampleJson } from '../wds/sample-fields.js';
 import type { SampleProblemStatus } from '../wds/types.js';
 
 export interface ShardCaptionOptions {
@@ -34,8 +35,6 @@ export interface ShardCaptionRecord {
   error: string | null;
 }
 
-// Strict like Python's bytes.decode('utf-8') in webdataset, and keeping a BOM as Python does.
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 /**
  * Every sample of one shard, in shard order, with its caption and json. Other members (images) are listed by
@@ -62,25 +61,17 @@ export async function* readShardCaptions(shardUrl: string, opts: ShardCaptionOpt
       if (sample.problem) fail(sample.problem.status, sample.problem.message);
 
       let caption: string | null = null;
-      const captionBytes = sample.files.get(captionKey);
-      if (captionBytes === undefined) {
+      const c = sampleCaption(sample, captionKey);
+      if (c.ok) caption = c.caption;
+      else if (c.status === 'no_caption') {
         if (status === 'ok') status = 'no_caption';
-      } else {
-        try {
-          caption = utf8.decode(captionBytes);
-        } catch {
-          fail('bad_caption', `the .${captionKey} member is not valid UTF-8`);
-        }
-      }
+      } else fail(c.status, c.message);
 
       let json: Record<string, unknown> | null = null;
-      const jsonBytes = sample.files.get(metadataKey);
-      if (jsonBytes !== undefined) {
-        const parsed = parseJsonObject(jsonBytes);
-        if (typeof parsed === 'string') fail('bad_json', `the .${metadataKey} member ${parsed}`);
-        else json = parsed;
-      }
-      const uid = json !== null && typeof json.uid === 'string' ? json.uid : null;
+      const j = sampleJson(sample, metadataKey);
+      if (j.ok) json = j.json;
+      else fail('bad_json', j.message);
+      const uid = jsonUid(json);
       yield { row: sample.row, key: sample.key, uid, caption, json, status, error };
     }
   } finally {
@@ -88,25 +79,6 @@ export async function* readShardCaptions(shardUrl: string, opts: ShardCaptionOpt
   }
 }
 
-/** A JSON object, or a string saying why the bytes are not one. */
-function parseJsonObject(bytes: Buffer): Record<string, unknown> | string {
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    return 'is not valid UTF-8';
-  }
-  // Python's json.loads(bytes) accepts a UTF-8 BOM; JSON.parse does not
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    return `is not JSON (${errorMessage(e)})`;
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return 'is JSON but not an object';
-  return value as Record<string, unknown>;
-}
 
 /** DataComp metadata columns this reader knows (its parquet files also hold url, sha256, face_bboxes). */
 export type DataCompColumn = 'text' | 'original_width' | 'original_height' | 'clip_b32_similarity_score' | 'clip_l14_similarity_score';

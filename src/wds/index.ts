@@ -12,7 +12,7 @@ export type {
 } from './types.js';
 export { expandShardSpecs, shardNames, shardBasename, shardKind, type ShardKind, type ExpandOptions } from './shard-spec.js';
 export { braceExpand } from './brace-expand.js';
-export { openSource, type OpenedSource } from './source.js';
+export { openSource, statShard, type OpenedSource } from './source.js';
 export { openShard, type OpenedShard } from './shard-reader.js';
 export { basePlusExt, classifyMember, isUnsafeMemberName, SampleGrouper, type MemberClass } from './grouper.js';
 export { readTar, type TarEntry, type TarSink } from './tar-reader.js';
@@ -31,3 +31,4 @@ export {
   type ProblemSample,
 } from './inspect.js';
 export { writeFileAtomic } from './write-file-atomic.js';
+export { sampleCaption, sampleJson, jsonUid, type CaptionResult, type JsonResult } from './sample-fields.js';

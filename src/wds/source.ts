@@ -61,3 +61,24 @@ async function openFile(url: string, opts: ShardReadOptions): Promise<OpenedSour
   });
   return { info: { url, size: st.size, mtimeMs: st.mtimeMs }, stream };
 }
+
+/**
+ * What is known about a shard's bytes without reading them (size, etag): enough for a resumed run to see that a
+ * finished shard's input is unchanged. Remote shards cost one request; `pipe:` and stdin have no such facts.
+ */
+export async function statShard(url: string, opts: ShardReadOptions = {}): Promise<ShardInfo> {
+  const kind = shardKind(url);
+  if (kind === 'pipe' || kind === 'stdin') return { url };
+  if (kind === 'file') {
+    const path = localPath(url);
+    try {
+      const st = await stat(path);
+      return { url, size: st.size, mtimeMs: st.mtimeMs };
+    } catch (e) {
+      throw new MimicError('E_SOURCE', `cannot read ${path}: ${errorMessage(e)}`, { file: url, cause: e });
+    }
+  }
+  const { info, stream } = await openSource(url, opts);
+  stream.destroy();
+  return info;
+}

@@ -1,0 +1,41 @@
+/** Messages between the scoring loop and its inference thread (structured-clone friendly). */
+import type { BatchScores } from '../mimic/index.js';
+
+export interface InferenceInit {
+  checkpoints: { name: string; dir: string }[];
+  reference: string;
+  referenceClipScore: boolean;
+  device: string;
+  intraOpThreads: number;
+  interOpThreads: number;
+}
+
+export interface BatchRequest {
+  type: 'batch';
+  seq: number;
+  /** Identifies the shard, so that filler rows are only ever taken from the same shard's previous batch. */
+  shardSeq: number;
+  /** Real samples in the batch. */
+  n: number;
+  /** Filler rows (negatives only) taken from the tail of this shard's previous batch. */
+  fill: number;
+  pixels: Float32Array;
+  ids: BigInt64Array;
+}
+
+export interface SerializedError {
+  name: string;
+  code?: string;
+  message: string;
+  hint?: string;
+  file?: string;
+  stack?: string;
+}
+
+export type WorkerMessage =
+  | { type: 'ready'; provider: string; deviceId?: number }
+  | { type: 'fatal'; error: SerializedError }
+  | { type: 'result'; seq: number; scores: Record<string, BatchScores>; refClipSim: Float32Array | null }
+  | { type: 'error'; seq: number; error: SerializedError };
+
+export type ParentMessage = BatchRequest | { type: 'close' };

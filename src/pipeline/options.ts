@@ -1,0 +1,101 @@
+/**
+ * The options of a scoring run (`mimic score`, `scorePool()`), with their defaults resolved in one place.
+ * Everything here that changes a score file's bytes is part of the run's identity (see identity.ts).
+ */
+import { availableParallelism } from 'node:os';
+import { DEFAULTS } from '../defaults.js';
+import { MimicError } from '../errors.js';
+
+export interface ScoreOptions {
+  /** Shard specs: brace patterns, globs, `::` lists, URLs (see src/wds). */
+  shards: string[];
+  /** Proxy bundles, each `DIR` or `NAME=DIR`; NAME (default: the folder's name) names the output subfolder. */
+  proxies: string[];
+  /** The reference bundle: the direction is W_ref − W. */
+  reference: string;
+  /** Output folder: OUT/<checkpoint>/<shard>.arrow and OUT/_manifests/. */
+  out: string;
+  batchSize?: number;
+  /** Score only these samples (a text file of uids, one per line, or a DataComp .npy); the rest are `skipped`. */
+  uidsFile?: string;
+  device?: string;
+  /** Images decoded at once (in flight through sharp's thread pool). */
+  decodeConcurrency?: number;
+  imageKeys?: string[];
+  captionKey?: string;
+  metadataKey?: string;
+  /** Also run the reference's encoders and record its CLIP score (`ref_clip_sim`). */
+  referenceClipScore?: boolean;
+  workerIndex?: number;
+  numWorkers?: number;
+  allowPipe?: boolean;
+  /** onnxruntime threads for the encoders (0: every core). */
+  intraOpThreads?: number;
+  interOpThreads?: number;
+  /** Batches handed to the inference thread before reading waits (bounds memory). */
+  maxBatchesInFlight?: number;
+  onProgress?: (p: ScoreProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface ScoreProgress {
+  samples: number;
+  shardsDone: number;
+  shardsTotal: number;
+  /** Shards skipped because their scores were already complete. */
+  shardsSkipped: number;
+  /** Samples expected in all, when the shards' folder has an OpenCLIP sizes.json. */
+  expectedSamples?: number;
+  elapsedS: number;
+  statuses: Record<string, number>;
+}
+
+export type ResolvedScoreOptions = Required<Omit<ScoreOptions, 'uidsFile' | 'onProgress' | 'signal' | 'workerIndex' | 'numWorkers'>> &
+  Pick<ScoreOptions, 'uidsFile' | 'onProgress' | 'signal'> & {
+    workerIndex: number;
+    /** Undefined: take it from the run record (or 1 at the first launch). */
+    numWorkers?: number;
+  };
+
+const positiveInt = (v: number, what: string): number => {
+  if (!Number.isInteger(v) || v < 1) throw new MimicError('E_USAGE', `${what} must be a positive integer, got ${v}`);
+  return v;
+};
+
+export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
+  if (!o.shards?.length) throw new MimicError('E_USAGE', 'no shards given', { hint: 'mimic score SHARDS... --proxy DIR --reference DIR --out DIR' });
+  if (!o.proxies?.length) throw new MimicError('E_USAGE', 'no proxy bundle given', { hint: 'pass --proxy DIR (once per checkpoint)' });
+  if (!o.reference) throw new MimicError('E_USAGE', 'no reference bundle given', { hint: 'pass --reference DIR' });
+  if (!o.out) throw new MimicError('E_USAGE', 'no output folder given', { hint: 'pass --out DIR' });
+  const d = DEFAULTS.score;
+  const workerIndex = o.workerIndex ?? 0;
+  if (!Number.isInteger(workerIndex) || workerIndex < 0) {
+    throw new MimicError('E_USAGE', `worker index must be a non-negative integer, got ${workerIndex}`);
+  }
+  if (o.numWorkers !== undefined) positiveInt(o.numWorkers, 'the worker count');
+  if (o.numWorkers !== undefined && workerIndex >= o.numWorkers) {
+    throw new MimicError('E_USAGE', `worker index ${workerIndex} is not below the worker count ${o.numWorkers}`);
+  }
+  return {
+    shards: o.shards,
+    proxies: o.proxies,
+    reference: o.reference,
+    out: o.out,
+    batchSize: positiveInt(o.batchSize ?? d.batchSize, 'the batch size'),
+    uidsFile: o.uidsFile,
+    device: o.device ?? DEFAULTS.model.device,
+    decodeConcurrency: positiveInt(o.decodeConcurrency ?? (d.decodeConcurrency || 2 * availableParallelism()), 'the decode concurrency'),
+    imageKeys: o.imageKeys ?? [...DEFAULTS.wds.imageKeys],
+    captionKey: o.captionKey ?? DEFAULTS.wds.captionKey,
+    metadataKey: o.metadataKey ?? DEFAULTS.wds.metadataKey,
+    referenceClipScore: o.referenceClipScore ?? false,
+    workerIndex,
+    numWorkers: o.numWorkers,
+    allowPipe: o.allowPipe ?? false,
+    intraOpThreads: o.intraOpThreads ?? DEFAULTS.model.intraOpThreads,
+    interOpThreads: o.interOpThreads ?? DEFAULTS.model.interOpThreads,
+    maxBatchesInFlight: positiveInt(o.maxBatchesInFlight ?? d.maxBatchesInFlight, 'batches in flight'),
+    onProgress: o.onProgress,
+    signal: o.signal,
+  };
+}

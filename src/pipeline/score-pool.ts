@@ -1,0 +1,205 @@
+/**
+ * `scorePool()`: the main job. Plans the run, skips shards whose scores are complete, then streams the rest
+ * through read → prepare → batch → inference thread → score files, one shard after another with the next
+ * shard's reading overlapping the last batches of the previous one. Memory is bounded by the batches in
+ * flight (maxBatchesInFlight + 1 being filled), the decode window and the tar reader's read-ahead.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { log } from '../log.js';
+import { configureSharp, normalizeTableFor } from '../image/index.js';
+import { loadClipTokenizer } from '../text/tokenizer.js';
+import { shardBasename, shardKind, statShard, type ShardInfo } from '../wds/index.js';
+import { readWorkerManifest, writeWorkerManifest, RUN_FORMAT, type WorkerManifest } from '../scores/manifest.js';
+import { VERSION } from '../version.js';
+import { InferenceClient } from './inference-client.js';
+import { resolveScoreOptions, type ScoreOptions, type ScoreProgress } from './options.js';
+import { planRun, type PlannedShard } from './plan.js';
+import { isShardDone, removeStaleTemps } from './resume.js';
+import { startShard, type ShardOutcome } from './shard-scorer.js';
+import type { PrepContext } from './sample-prep.js';
+
+export interface ScoreSummary {
+  out: string;
+  workerIndex: number;
+  numWorkers: number;
+  provider: string;
+  shards: { run: number; mine: number; alreadyDone: number; scored: number; failed: number };
+  failedShards: { shard: string; error: string }[];
+  samples: number;
+  statuses: Record<string, number>;
+  wallS: number;
+  samplesPerS: number;
+}
+
+/** How often the worker manifest is rewritten: it is a report, the score files are the authority. */
+const MANIFEST_INTERVAL_MS = 10_000;
+
+export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
+  const started = performance.now();
+  const o = resolveScoreOptions(options);
+  const plan = await planRun(o);
+  const n = plan.record.numWorkers;
+  for (const c of plan.checkpoints) {
+    const v = c.lineage.verdict;
+    if (v.level !== 'shares-lineage') log().warn({ checkpoint: c.name, lineage: v.level }, v.message);
+  }
+  await removeStaleTemps(plan, o.out, plan.mine);
+
+  const manifest: WorkerManifest = (await readWorkerManifest(o.out, o.workerIndex, n)) ?? {
+    format: RUN_FORMAT,
+    argsHash: plan.record.argsHash,
+    workerIndex: o.workerIndex,
+    numWorkers: n,
+    toolVersion: VERSION,
+    device: o.device,
+    provider: '',
+    threads: { intraOp: o.intraOpThreads, interOp: o.interOpThreads },
+    assigned: plan.mine.map((s) => s.name),
+    shards: {},
+  };
+  manifest.argsHash = plan.record.argsHash;
+  manifest.toolVersion = VERSION;
+
+  const todo: { shard: PlannedShard; info: ShardInfo }[] = [];
+  let alreadyDone = 0;
+  for (const shard of plan.mine) {
+    const info = await statShard(shard.url, { allowPipe: o.allowPipe });
+    if (await isShardDone(plan, o.out, shard, info)) alreadyDone++;
+    else todo.push({ shard, info });
+  }
+  const summary: ScoreSummary = {
+    out: o.out,
+    workerIndex: o.workerIndex,
+    numWorkers: n,
+    provider: '',
+    shards: { run: plan.shards.length, mine: plan.mine.length, alreadyDone, scored: 0, failed: 0 },
+    failedShards: [],
+    samples: 0,
+    statuses: {},
+    wallS: 0,
+    samplesPerS: 0,
+  };
+  log().info({ worker: `${o.workerIndex}/${n}`, shards: plan.mine.length, alreadyDone, todo: todo.length }, 'scoring plan');
+  if (todo.length === 0) {
+    summary.wallS = (performance.now() - started) / 1000;
+    return summary;
+  }
+
+  const reference = plan.reference;
+  configureSharp();
+  const prep: PrepContext = {
+    imageKeys: o.imageKeys,
+    captionKey: o.captionKey,
+    metadataKey: o.metadataKey,
+    image: reference.manifest.image,
+    decode: {},
+    tokenizer: await loadClipTokenizer(reference.paths.vocab),
+    contextLength: reference.manifest.text.context_length,
+    padId: reference.manifest.text.pad_id,
+    uids: plan.uids,
+  };
+  const inference = await InferenceClient.start(
+    {
+      checkpoints: plan.checkpoints.map((c) => ({ name: c.name, dir: c.bundle.dir })),
+      reference: reference.dir,
+      referenceClipScore: o.referenceClipScore,
+      device: o.device,
+      intraOpThreads: o.intraOpThreads,
+      interOpThreads: o.interOpThreads,
+    },
+    o.maxBatchesInFlight,
+  );
+  summary.provider = inference.provider;
+  manifest.provider = inference.provider + (inference.deviceId === undefined ? '' : `:${inference.deviceId}`);
+  log().info({ provider: manifest.provider, checkpoints: plan.checkpoints.map((c) => c.name) }, 'models loaded');
+
+  const expected = await expectedSamples(todo.map((t) => t.shard));
+  const progress = (): ScoreProgress => ({
+    samples: summary.samples,
+    shardsDone: summary.shards.scored,
+    shardsTotal: todo.length,
+    shardsSkipped: alreadyDone,
+    ...(expected === undefined ? {} : { expectedSamples: expected }),
+    elapsedS: (performance.now() - started) / 1000,
+    statuses: summary.statuses,
+  });
+
+  let lastManifestWrite = 0;
+  const record = async (outcome: ShardOutcome, force = false) => {
+    summary.shards.scored++;
+    if (outcome.error) {
+      summary.shards.failed++;
+      summary.failedShards.push({ shard: outcome.shard.url, error: outcome.error });
+    }
+    manifest.shards[outcome.shard.name] = {
+      shard: outcome.shard.url,
+      name: outcome.shard.name,
+      state: outcome.error ? 'failed' : 'done',
+      rows: outcome.rows,
+      statuses: outcome.statuses,
+      ...(outcome.error ? { error: outcome.error } : {}),
+    };
+    if (force || Date.now() - lastManifestWrite > MANIFEST_INTERVAL_MS) {
+      await writeWorkerManifest(o.out, manifest);
+      lastManifestWrite = Date.now();
+    }
+    log().info({ shard: outcome.shard.name, rows: outcome.rows, statuses: outcome.statuses }, outcome.error ? 'shard failed' : 'shard scored');
+    o.onProgress?.(progress());
+  };
+
+  const ctx = {
+    plan,
+    out: o.out,
+    prep,
+    batchSize: o.batchSize,
+    decodeConcurrency: o.decodeConcurrency,
+    allowPipe: o.allowPipe,
+    normalizeTable: normalizeTableFor(reference.manifest.image),
+    inference,
+    signal: o.signal,
+    onSample: (status: string) => {
+      summary.samples++;
+      summary.statuses[status] = (summary.statuses[status] ?? 0) + 1;
+      o.onProgress?.(progress());
+    },
+  };
+  // Shard k's files are written while shard k+1 is read; the chain keeps writes (and manifest updates) in order.
+  let writes: Promise<void> = Promise.resolve();
+  try {
+    for (const [seq, { shard, info }] of todo.entries()) {
+      const finish = await startShard(ctx, shard, seq, info);
+      writes = writes.then(async () => record(await finish()));
+      // Surface a failed write now rather than after every remaining shard was read.
+      writes.catch(() => undefined);
+    }
+    await writes;
+  } finally {
+    await inference.close();
+  }
+  await writeWorkerManifest(o.out, manifest);
+  summary.wallS = (performance.now() - started) / 1000;
+  summary.samplesPerS = summary.samples / summary.wallS;
+  return summary;
+}
+
+/** Samples expected, from OpenCLIP's sizes.json beside the shards (for the ETA); undefined when unknown. */
+async function expectedSamples(shards: PlannedShard[]): Promise<number | undefined> {
+  const cache = new Map<string, Record<string, number> | null>();
+  let total = 0;
+  for (const s of shards) {
+    if (shardKind(s.url) !== 'file') return undefined;
+    const file = join(dirname(s.url), 'sizes.json');
+    if (!cache.has(file)) {
+      try {
+        cache.set(file, JSON.parse(await readFile(file, 'utf8')) as Record<string, number>);
+      } catch {
+        cache.set(file, null);
+      }
+    }
+    const count = cache.get(file)?.[shardBasename(s.url)];
+    if (typeof count !== 'number') return undefined;
+    total += count;
+  }
+  return total;
+}

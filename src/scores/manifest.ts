@@ -1,0 +1,167 @@
+/**
+ * Run records in OUT/_manifests/. `run.json` is written once, at the first launch: it fixes the worker count and
+ * the run's identity (arguments that change scores), so that a resubmitted task (`--array=3,7`, a restarted
+ * Kubernetes pod) finds the same shard assignment. Each worker keeps its own `worker-<i>-of-<n>.json`, so
+ * two workers never write the same file.
+ */
+import { link, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { MimicError } from '../errors.js';
+import { tempPathFor, writeFileAtomicSync } from './atomic-file.js';
+
+export const MANIFEST_DIR = '_manifests';
+export const RUN_FORMAT = 'mimic-run/1';
+
+/**
+ * What makes two launches the same run: every argument that changes a score file's bytes, and nothing else
+ * (bundle paths, shard URLs and the tool's patch version may change between launches; contents may not).
+ */
+export interface RunIdentity {
+  format: typeof RUN_FORMAT;
+  scoreFormat: string;
+  gradGraphFormat: string;
+  checkpoints: { name: string; hash: string }[];
+  reference: { hash: string };
+  batchSize: number;
+  fillPolicy: string;
+  imageKeys: string[];
+  captionKey: string;
+  metadataKey: string;
+  referenceClipScore: boolean;
+  /** Hash of the sorted uid set of `--uids`, or null. */
+  uids: string | null;
+  /** Shard names relative to the shards' common prefix: the output layout and the `shard` column. */
+  shardNames: string[];
+}
+
+export interface RunRecord extends RunIdentity {
+  numWorkers: number;
+  argsHash: string;
+  toolVersion: string;
+  /** Where things were at the first launch (informational: not part of the identity). */
+  sources: { shards: string[]; checkpoints: Record<string, string>; reference: string; uidsFile: string | null };
+}
+
+export type ShardState = 'done' | 'failed';
+
+export interface ShardRecord {
+  shard: string;
+  name: string;
+  state: ShardState;
+  rows: number;
+  statuses: Record<string, number>;
+  error?: string;
+}
+
+export interface WorkerManifest {
+  format: typeof RUN_FORMAT;
+  argsHash: string;
+  workerIndex: number;
+  numWorkers: number;
+  toolVersion: string;
+  device: string;
+  provider: string;
+  threads: { intraOp: number; interOp: number };
+  /** Shards this worker owns, in processing order. */
+  assigned: string[];
+  shards: Record<string, ShardRecord>;
+}
+
+export function runRecordPath(out: string): string {
+  return join(out, MANIFEST_DIR, 'run.json');
+}
+
+export function workerManifestPath(out: string, index: number, count: number): string {
+  return join(out, MANIFEST_DIR, `worker-${index}-of-${count}.json`);
+}
+
+async function readJson<T>(path: string): Promise<T | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new MimicError('E_OUTPUT', `cannot read ${path}: ${(e as Error).message}`, { file: path });
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw new MimicError('E_OUTPUT', 'a run manifest is not valid JSON', {
+      file: path,
+      hint: 'it was edited or damaged; remove the output folder to start over',
+    });
+  }
+}
+
+export function readRunRecord(out: string): Promise<RunRecord | null> {
+  return readJson<RunRecord>(runRecordPath(out));
+}
+
+/**
+ * Create run.json unless it exists, atomically: several workers of a job array may start at once, and exactly
+ * one record must win. Returns the record that is on disk afterwards (ours, or the one that was first).
+ */
+export async function createRunRecordOnce(out: string, record: RunRecord): Promise<RunRecord> {
+  const path = runRecordPath(out);
+  await mkdir(join(out, MANIFEST_DIR), { recursive: true });
+  const tmp = tempPathFor(path);
+  await writeFile(tmp, JSON.stringify(record, null, 2) + '\n');
+  try {
+    await link(tmp, path); // fails with EEXIST when another launch was first
+    return record;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new MimicError('E_OUTPUT', `cannot create ${path}: ${(e as Error).message}`, { file: path });
+    }
+    return (await readRunRecord(out))!;
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+export function readWorkerManifest(out: string, index: number, count: number): Promise<WorkerManifest | null> {
+  return readJson<WorkerManifest>(workerManifestPath(out, index, count));
+}
+
+export async function writeWorkerManifest(out: string, m: WorkerManifest): Promise<void> {
+  writeFileAtomicSync(workerManifestPath(out, m.workerIndex, m.numWorkers), JSON.stringify(m, null, 2) + '\n');
+}
+
+/** Every worker manifest present, whatever the worker count (for `mimic status`). */
+export async function readAllWorkerManifests(out: string): Promise<WorkerManifest[]> {
+  let names: string[];
+  try {
+    names = await readdir(join(out, MANIFEST_DIR));
+  } catch {
+    return [];
+  }
+  const result: WorkerManifest[] = [];
+  for (const n of names.filter((n) => /^worker-\d+-of-\d+\.json$/.test(n)).sort()) {
+    const m = await readJson<WorkerManifest>(join(out, MANIFEST_DIR, n));
+    if (m) result.push(m);
+  }
+  return result;
+}
+
+/** The fields in which two run identities differ, for an error that says what changed. */
+export function diffIdentity(before: RunIdentity, now: RunIdentity): string[] {
+  const diffs: string[] = [];
+  const keys = Object.keys(now) as (keyof RunIdentity)[];
+  for (const k of keys) {
+    const a = JSON.stringify(before[k]);
+    const b = JSON.stringify(now[k]);
+    if (a === b) continue;
+    if (k === 'shardNames') {
+      const was = new Set(before[k] as string[]);
+      const is = new Set(now[k] as string[]);
+      const added = [...is].filter((s) => !was.has(s));
+      const removed = [...was].filter((s) => !is.has(s));
+      diffs.push(`${k}: ${added.length} added, ${removed.length} removed` +
+        (added.length + removed.length === 0 ? ' (same shards, another order)' : '') +
+        (added[0] ? ` (e.g. +${added[0]})` : removed[0] ? ` (e.g. -${removed[0]})` : ''));
+    } else {
+      diffs.push(`${k}: was ${a}, now ${b}`);
+    }
+  }
+  return diffs;
+}
