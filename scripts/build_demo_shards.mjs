@@ -3,7 +3,7 @@
 // pool as WebDataset shards, plus truth.json (every pool row's label: clean | swapped | corrupted).
 // Needs the project built (npm run build) and the emoji devDependencies installed (npm ci).
 // Usage: node scripts/build_demo_shards.mjs --out DIR [--noise 0.3] [--swap-share 0.5] [--seed 0] [--limit N]
-//        [--samples-per-shard 1000] [--image-size 64] [--format jpg|png] [--force]
+//        [--samples-per-shard 1000] [--reference-only 0.5] [--image-size 64] [--format jpg|png] [--force]
 import { parseArgs } from 'node:util';
 import { buildDemoDataset } from '../dist/demo/index.js';
 
@@ -15,6 +15,7 @@ const { values } = parseArgs({
     seed: { type: 'string', default: '0' },
     limit: { type: 'string' },
     'samples-per-shard': { type: 'string', default: '1000' },
+    'reference-only': { type: 'string', default: '0.5' },
     'image-size': { type: 'string', default: '64' },
     format: { type: 'string', default: 'jpg' },
     force: { type: 'boolean', default: false },
@@ -23,7 +24,7 @@ const { values } = parseArgs({
 });
 if (values.help || !values.out) {
   console.log('usage: node scripts/build_demo_shards.mjs --out DIR [--noise 0.3] [--swap-share 0.5] [--seed 0] ' +
-    '[--limit N] [--samples-per-shard 1000] [--image-size 64] [--format jpg|png] [--force]');
+    '[--limit N] [--samples-per-shard 1000] [--reference-only 0.5] [--image-size 64] [--format jpg|png] [--force]');
   process.exit(values.help ? 0 : 2);
 }
 const t0 = performance.now();
@@ -35,13 +36,16 @@ try {
     seed: Number(values.seed),
     ...(values.limit ? { limit: Number(values.limit) } : {}),
     samplesPerShard: Number(values['samples-per-shard']),
+    referenceOnly: Number(values['reference-only']),
     imageSize: Number(values['image-size']),
     imageFormat: values.format,
     force: values.force,
   });
   const c = ds.truth.counts;
-  console.log(`wrote ${values.out}: ${ds.truth.emoji} emoji; reference ${c.reference} samples in ` +
-    `${ds.referenceShards.length} shards (${ds.truth.referenceStyles.join(', ')}); pool ${c.pool} samples in ` +
+  const t = ds.truth;
+  console.log(`wrote ${values.out}: ${t.emoji} emoji; reference ${c.reference} samples in ` +
+    `${ds.referenceShards.length} shards (${t.referenceStyles.join(', ')}, and every style for ` +
+    `${Math.round(100 * t.referenceOnly)}% of the emoji, kept out of the pool); pool ${c.pool} samples in ` +
     `${ds.poolShards.length} shards (${ds.truth.poolStyles.join(', ')}): ${c.clean} clean, ${c.swapped} swapped, ` +
     `${c.corrupted} corrupted; truth in ${ds.truthFile} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 } catch (e) {

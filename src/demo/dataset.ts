@@ -41,6 +41,12 @@ export interface DemoDatasetOptions {
   poolStyles?: readonly EmojiStyle[];
   /** Use only this many emoji (a fixed subset, the same for every seed), e.g. for quick tests. */
   limit?: number;
+  /**
+   * Fraction of the emoji kept out of the pool and given to the reference set in every style, so that the
+   * reference learns the pool's drawing styles (on other emoji) as well as the pool's emoji (in other styles),
+   * the way a web-scale reference CLIP has seen both; the pool holds the rest, in the pool styles only.
+   */
+  referenceOnly?: number;
   samplesPerShard?: number;
   imageSize?: number;
   imageFormat?: DemoImageFormat;
@@ -61,6 +67,7 @@ export const DEMO_DATASET_DEFAULTS = {
   swapShare: 0.5,
   referenceStyles: ['google', 'twitter'] as readonly EmojiStyle[],
   poolStyles: ['apple', 'facebook', 'openmoji'] as readonly EmojiStyle[],
+  referenceOnly: 0.5,
   samplesPerShard: 1000,
   imageSize: 64,
   imageFormat: 'jpg' as DemoImageFormat,
@@ -89,6 +96,7 @@ export interface DemoTruth {
   swapShare: number;
   referenceStyles: EmojiStyle[];
   poolStyles: EmojiStyle[];
+  referenceOnly: number;
   emoji: number;
   counts: { reference: number; pool: number; clean: number; swapped: number; corrupted: number };
   referenceShards: string[];
@@ -141,6 +149,7 @@ function checkOptions(o: Required<Omit<DemoDatasetOptions, 'limit' | 'imageCache
   const overlap = o.referenceStyles.filter((s) => o.poolStyles.includes(s));
   if (overlap.length) bad(`style ${overlap.join(', ')} is in both the reference and the pool`);
   if (o.poolStyles.length === 0) bad('the pool needs at least one style');
+  if (!(o.referenceOnly >= 0 && o.referenceOnly < 1)) bad(`reference-only share must be in [0, 1), got ${o.referenceOnly}`);
 }
 
 export async function buildDemoDataset(options: DemoDatasetOptions): Promise<DemoDataset> {
@@ -162,15 +171,23 @@ export async function buildDemoDataset(options: DemoDatasetOptions): Promise<Dem
   const render = { size: o.imageSize, format: o.imageFormat, quality: o.jpegQuality };
   const cacheKey = (it: Item) => `${it.style}:${it.entry.hexcode}:${o.imageSize}:${o.imageFormat}:${o.jpegQuality}`;
 
-  const items = (styles: readonly EmojiStyle[]): Item[] => {
+  // The reference-only emoji: a fixed share by code point, the same for every seed and noise rate.
+  const shareRank = (e: EmojiEntry) => createHash('sha256').update(`reference-only:${e.hexcode}`).digest().readUInt32LE(0) / 2 ** 32;
+  const referenceOnly = new Set(entries.filter((e) => shareRank(e) < o.referenceOnly).map((e) => e.hexcode));
+  const items = (styles: readonly EmojiStyle[], which: (e: EmojiEntry) => boolean): Item[] => {
     const out: Item[] = [];
     for (const style of styles) {
-      for (const entry of entries) if (entry.images[style]) out.push({ entry, style, uid: demoUid(style, entry.hexcode) });
+      for (const entry of entries) {
+        if (entry.images[style] && which(entry)) out.push({ entry, style, uid: demoUid(style, entry.hexcode) });
+      }
     }
     return out;
   };
-  const reference = shuffleInPlace(items(o.referenceStyles), rngFor(o.seed, 'reference-order'));
-  const pool = shuffleInPlace(items(o.poolStyles), rngFor(o.seed, 'pool-order'));
+  const reference = shuffleInPlace([
+    ...items(o.referenceStyles, () => true),
+    ...items(o.poolStyles, (e) => referenceOnly.has(e.hexcode)),
+  ], rngFor(o.seed, 'reference-order'));
+  const pool = shuffleInPlace(items(o.poolStyles, (e) => !referenceOnly.has(e.hexcode)), rngFor(o.seed, 'pool-order'));
 
   // Render every image up front, a few at a time (libvips runs each on its own thread).
   const todo = [...reference, ...pool].filter((it) => !cache.has(cacheKey(it)));
@@ -261,6 +278,7 @@ export async function buildDemoDataset(options: DemoDatasetOptions): Promise<Dem
     swapShare: o.swapShare,
     referenceStyles: [...o.referenceStyles],
     poolStyles: [...o.poolStyles],
+    referenceOnly: o.referenceOnly,
     emoji: entries.length,
     counts: { reference: reference.length, pool: pool.length, clean: count('clean'), swapped: count('swapped'), corrupted: count('corrupted') },
     referenceShards: referenceShards.map((s) => `reference/${s}`),
