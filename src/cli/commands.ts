@@ -8,7 +8,8 @@ import { register as filter } from './filter.js';
 import { register as stats } from './stats.js';
 import { register as score } from './score.js';
 import { register as status } from './status.js';
+import { register as graph } from './graph.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [score, status, filter, stats, inspect, check, doctor];
+export const commands: Register[] = [score, status, filter, stats, inspect, check, graph, doctor];
