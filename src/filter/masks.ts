@@ -69,29 +69,3 @@ export function cmpNe(v: Float32Array, t: number, out: Uint8Array): void {
   for (let i = 0; i < v.length; i++) out[i] = tOk && v[i] === v[i] && v[i] !== t ? 1 : 0;
 }
 
-/**
- * The final pass's bookkeeping in one sweep over the rows: per rule the ok rows it matches, per pair of rules
- * the ok rows both match, and the kept mask (ok, every keep rule, no drop rule). Returns the kept count.
- */
-export function tally(masks: Uint8Array[], isKeep: Uint8Array, ok: Uint8Array, keep: Uint8Array, matched: Float64Array, overlap: Float64Array): number {
-  const R = masks.length;
-  let kept = 0;
-  for (let i = 0; i < ok.length; i++) {
-    if (ok[i] === 0) {
-      keep[i] = 0;
-      continue;
-    }
-    let k = 1;
-    for (let r = 0; r < R; r++) {
-      const m = masks[r][i];
-      if (m !== 0) {
-        matched[r]++;
-        for (let t = r + 1; t < R; t++) if (masks[t][i] !== 0) overlap[r * R + t]++;
-      }
-      if (m !== isKeep[r]) k = 0;
-    }
-    keep[i] = k;
-    kept += k;
-  }
-  return kept;
-}

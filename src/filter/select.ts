@@ -27,7 +27,7 @@ import { compareRecords } from './radix.js';
 import { parseUidBytes } from './npy.js';
 import { NpyExport, KeyTextExport, UidTextExport, tableExportFor, type Exporter, type TableColumn } from './exports.js';
 import type { SideColumns } from './side.js';
-import { andInto, cmpEq, cmpGe, cmpGt, cmpLe, cmpLt, cmpNe, countPresent, orInto, tally } from './masks.js';
+import { andInto, andNotInto, cmpEq, cmpGe, cmpGt, cmpLe, cmpLt, cmpNe, countAnd, countAnd3, countOnes, countPresent, orInto } from './masks.js';
 import { DEFAULTS } from '../defaults.js';
 
 export interface FilterOptions extends PoolOptions {
@@ -384,9 +384,18 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
           return compareRecords(rec, 0, plan.cut!, 0, TIE_STRIDE, TIE_STRIDE) <= 0;
         },
       };
+      // Bookkeeping as whole-array loops (one small function each): faster than one loop doing it all.
       const masks = rules.map((r) => evaluate(r.expr, ctx));
-      const keepMask = new Uint8Array(n);
-      kept += tally(masks, isKeep, d.ok, keepMask, matched, overlap);
+      const ok = d.ok;
+      const keepMask = ok.slice();
+      for (let r = 0; r < R; r++) {
+        const m = masks[r];
+        matched[r] += countAnd(m, ok);
+        if (isKeep[r]) andInto(keepMask, m);
+        else andNotInto(keepMask, m);
+        for (let t = r + 1; t < R; t++) overlap[r * R + t] += countAnd3(m, masks[t], ok);
+      }
+      kept += countOnes(keepMask);
       for (const { ex } of exporters) ex.add({ n, kept: keepMask, identity: d.identity, values: d.values });
       progress('select', u, rows);
     }
