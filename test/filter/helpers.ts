@@ -3,7 +3,7 @@
  * for the numpy oracles (float32 values printed by JS parse back to the same float64 in Python).
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ScoreTableBuilder, writeScoreFile } from '../../src/scores/writer.js';
 import { FLOAT_COLUMNS, META } from '../../src/scores/schema.js';
@@ -122,6 +122,7 @@ export function python<T>(script: string, truth: unknown, args: Record<string, u
   const path = join(dir, `truth-${process.pid}-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(path, JSON.stringify({ truth, args }));
   const r = spawnSync('/usr/bin/python3', ['-c', PRELUDE + script, path], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  rmSync(path, { force: true });
   if (r.status !== 0) throw new Error(`python failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
 }
