@@ -122,15 +122,25 @@ export async function planRun(o: ResolvedScoreOptions): Promise<RunPlan> {
       uidsFile: o.uidsFile ? resolve(o.uidsFile) : null,
     },
   };
-  const existing = (await readRunRecord(o.out)) ?? (await createRunRecordOnce(o.out, wanted));
-  const record = checkRecord(existing, wanted, identity, o);
-  if (o.workerIndex >= record.numWorkers) {
-    throw new MimicError('E_USAGE', `worker index ${o.workerIndex} is not below the run's worker count ${record.numWorkers}`, {
-      hint: `the worker count was fixed at ${record.numWorkers} when ${o.out} was first launched`,
-    });
+  let existing = await readRunRecord(o.out);
+  if (!existing) {
+    // Check before the record is created: a first launch with a bad worker index would otherwise fix the
+    // worker count at 1 for good, and the corrected launch would be refused.
+    checkWorkerIndex(o, wanted.numWorkers, o.numWorkers === undefined
+      ? `this is the first launch in ${o.out}, and without --num-workers it records a run of 1 worker; pass --num-workers (the same to every worker)`
+      : `pass a worker index below --num-workers`);
+    existing = await createRunRecordOnce(o.out, wanted);
   }
+  const record = checkRecord(existing, wanted, identity, o);
+  checkWorkerIndex(o, record.numWorkers, `the worker count was fixed at ${record.numWorkers} when ${o.out} was first launched`);
   const shards = urls.map((url, index) => ({ index, url, name: relNames[index]!, worker: assignWorker(index, record.numWorkers) }));
   return { record, checkpoints, reference, uids, shards, mine: shards.filter((s) => s.worker === o.workerIndex) };
+}
+
+function checkWorkerIndex(o: ResolvedScoreOptions, numWorkers: number, hint: string): void {
+  if (o.workerIndex >= numWorkers) {
+    throw new MimicError('E_USAGE', `worker index ${o.workerIndex} is not below the run's worker count ${numWorkers}`, { hint });
+  }
 }
 
 function checkRecord(existing: RunRecord, wanted: RunRecord, identity: RunIdentity, o: ResolvedScoreOptions): RunRecord {

@@ -10,11 +10,20 @@ import { log } from '../log.js';
 import { configureSharp, normalizeTableFor } from '../image/index.js';
 import { loadClipTokenizer } from '../text/tokenizer.js';
 import { shardBasename, shardKind, statShard, type ShardInfo } from '../wds/index.js';
-import { readWorkerManifest, writeWorkerManifest, RUN_FORMAT, type WorkerManifest } from '../scores/manifest.js';
+import {
+  readWorkerManifest,
+  removeAbandonedManifestTemps,
+  writeWorkerManifest,
+  RUN_FORMAT,
+  type ShardRecord,
+  type WorkerManifest,
+} from '../scores/manifest.js';
+import { readScoreFile } from '../scores/reader.js';
+import { utf8Values, type Utf8Column } from '../scores/columns.js';
 import { VERSION } from '../version.js';
 import { InferenceClient } from './inference-client.js';
 import { resolveScoreOptions, type ScoreOptions, type ScoreProgress } from './options.js';
-import { planRun, type PlannedShard } from './plan.js';
+import { planRun, scoreFilePath, type PlannedShard, type RunPlan } from './plan.js';
 import { isShardDone, removeStaleTemps } from './resume.js';
 import { startShard, type ShardOutcome } from './shard-scorer.js';
 import type { PrepContext } from './sample-prep.js';
@@ -45,6 +54,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     if (v.level !== 'shares-lineage') log().warn({ checkpoint: c.name, lineage: v.level }, v.message);
   }
   await removeStaleTemps(plan, o.out, plan.mine);
+  await removeAbandonedManifestTemps(o.out, o.workerIndex, n);
 
   const manifest: WorkerManifest = (await readWorkerManifest(o.out, o.workerIndex, n)) ?? {
     format: RUN_FORMAT,
@@ -58,15 +68,23 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     assigned: plan.mine.map((s) => s.name),
     shards: {},
   };
+  // The manifest says what the latest launch used (the score files carry what each shard was scored with).
   manifest.argsHash = plan.record.argsHash;
   manifest.toolVersion = VERSION;
+  manifest.device = o.device;
+  manifest.threads = { intraOp: o.intraOpThreads, interOp: o.interOpThreads };
 
   const todo: { shard: PlannedShard; info: ShardInfo }[] = [];
   let alreadyDone = 0;
   for (const shard of plan.mine) {
     const info = await statShard(shard.url, { allowPipe: o.allowPipe });
-    if (await isShardDone(plan, o.out, shard, info)) alreadyDone++;
-    else todo.push({ shard, info });
+    if (await isShardDone(plan, o.out, shard, info)) {
+      alreadyDone++;
+      // A launch killed between a shard's last rename and the next manifest write left no record of it.
+      if (manifest.shards[shard.name]?.state !== 'done') manifest.shards[shard.name] = await doneShardRecord(plan, o.out, shard);
+    } else {
+      todo.push({ shard, info });
+    }
   }
   const summary: ScoreSummary = {
     out: o.out,
@@ -82,6 +100,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   };
   log().info({ worker: `${o.workerIndex}/${n}`, shards: plan.mine.length, alreadyDone, todo: todo.length }, 'scoring plan');
   if (todo.length === 0) {
+    await writeWorkerManifest(o.out, manifest);
     summary.wallS = (performance.now() - started) / 1000;
     return summary;
   }
@@ -166,12 +185,16 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   };
   // Shard k's files are written while shard k+1 is read; the chain keeps writes (and manifest updates) in order.
   let writes: Promise<void> = Promise.resolve();
+  let writeFailed = false;
   try {
     for (const [seq, { shard, info }] of todo.entries()) {
+      // A failed write (or batch) ends the run now rather than after every remaining shard was read.
+      if (writeFailed) break;
       const finish = await startShard(ctx, shard, seq, info);
       writes = writes.then(async () => record(await finish()));
-      // Surface a failed write now rather than after every remaining shard was read.
-      writes.catch(() => undefined);
+      writes.catch(() => {
+        writeFailed = true;
+      });
     }
     await writes;
   } finally {
@@ -181,6 +204,14 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   summary.wallS = (performance.now() - started) / 1000;
   summary.samplesPerS = summary.samples / summary.wallS;
   return summary;
+}
+
+/** The manifest record of a shard found done: rows and statuses from its first checkpoint's score file. */
+async function doneShardRecord(plan: RunPlan, out: string, shard: PlannedShard): Promise<ShardRecord> {
+  const file = await readScoreFile(scoreFilePath(out, plan.checkpoints[0]!.name, shard.name), { columns: ['status'] });
+  const statuses: Record<string, number> = {};
+  for (const st of utf8Values(file.columns.status as Utf8Column)) statuses[st!] = (statuses[st!] ?? 0) + 1;
+  return { shard: shard.url, name: shard.name, state: 'done', rows: file.length, statuses };
 }
 
 /** Samples expected, from OpenCLIP's sizes.json beside the shards (for the ETA); undefined when unknown. */

@@ -7,6 +7,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writ
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { MimicError, errorMessage } from '../errors.js';
+import { maybeCrash } from '../faults.js';
 
 /** The temporary name a file is written under before the rename: same folder, so rename is atomic. */
 export function tempPathFor(path: string): string {
@@ -96,7 +97,9 @@ export class AtomicFile {
       fsyncSync(this.fd);
       closeSync(this.fd);
       this.fd = null;
+      maybeCrash('before-rename', this.path); // test hook (src/faults.ts), a no-op unless MIMIC_FAULT is set
       renameSync(this.tempPath, this.path);
+      maybeCrash('after-rename', this.path);
     } catch (e) {
       this.abort();
       if (e instanceof MimicError) throw e;

@@ -4,10 +4,13 @@
  * Kubernetes pod) finds the same shard assignment. Each worker keeps its own `worker-<i>-of-<n>.json`, so
  * two workers never write the same file.
  */
-import { link, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { MimicError } from '../errors.js';
-import { tempPathFor, writeFileAtomicSync } from './atomic-file.js';
+import { maybeCrash } from '../faults.js';
+import { writeFileAtomicSync } from './atomic-file.js';
 
 export const MANIFEST_DIR = '_manifests';
 export const RUN_FORMAT = 'mimic-run/1';
@@ -104,7 +107,7 @@ export function readRunRecord(out: string): Promise<RunRecord | null> {
 export async function createRunRecordOnce(out: string, record: RunRecord): Promise<RunRecord> {
   const path = runRecordPath(out);
   await mkdir(join(out, MANIFEST_DIR), { recursive: true });
-  const tmp = tempPathFor(path);
+  const tmp = runRecordTempPath(path);
   await writeFile(tmp, JSON.stringify(record, null, 2) + '\n');
   try {
     await link(tmp, path); // fails with EEXIST when another launch was first
@@ -124,7 +127,58 @@ export function readWorkerManifest(out: string, index: number, count: number): P
 }
 
 export async function writeWorkerManifest(out: string, m: WorkerManifest): Promise<void> {
+  maybeCrash('before-manifest', workerManifestPath(out, m.workerIndex, m.numWorkers)); // test hook (src/faults.ts)
   writeFileAtomicSync(workerManifestPath(out, m.workerIndex, m.numWorkers), JSON.stringify(m, null, 2) + '\n');
+}
+
+/**
+ * run.json's temporary name carries the host and process, so that a later launch can tell a temporary file that
+ * a killed launch left behind (its process is gone) from one that a starting worker is about to link.
+ */
+function runRecordTempPath(path: string): string {
+  return `${path}.tmp-${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+const RUN_TEMP = /^run\.json\.tmp-(.+)-(\d+)-[0-9a-f]{8}$/;
+/** A run.json temporary file from another host is removed only when this old (a live one exists for milliseconds). */
+const FOREIGN_TEMP_AGE_MS = 10 * 60_000;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove the temporary files that killed launches left in OUT/_manifests: this worker's own manifest temps (no
+ * other process writes them) and abandoned run.json temps. Returns how many were removed.
+ */
+export async function removeAbandonedManifestTemps(out: string, workerIndex: number, numWorkers: number): Promise<number> {
+  const dir = join(out, MANIFEST_DIR);
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return 0;
+  }
+  const mine = `worker-${workerIndex}-of-${numWorkers}.json.tmp-`;
+  let removed = 0;
+  for (const n of names) {
+    let abandoned = n.startsWith(mine);
+    const m = RUN_TEMP.exec(n);
+    if (m) {
+      if (m[1] === hostname()) abandoned = Number(m[2]) !== process.pid && !processAlive(Number(m[2]));
+      else abandoned = Date.now() - ((await stat(join(dir, n)).catch(() => null))?.mtimeMs ?? Date.now()) > FOREIGN_TEMP_AGE_MS;
+    }
+    if (abandoned) {
+      await rm(join(dir, n), { force: true });
+      removed++;
+    }
+  }
+  return removed;
 }
 
 /** Every worker manifest present, whatever the worker count (for `mimic status`). */
