@@ -17,7 +17,9 @@ export async function scoreFileState(path: string, argsHash: string, info?: Shar
   try {
     meta = await readScoreMeta(path);
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ENOENT' || /ENOENT|no such file/i.test(String((e as Error).message))
+    // readScoreMeta wraps the fs error in an E_SCORES MimicError: the ENOENT is on its cause.
+    const cause = (e as { cause?: NodeJS.ErrnoException }).cause;
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' || cause?.code === 'ENOENT' || /ENOENT|no such file/i.test(String((e as Error).message))
       ? 'missing'
       : 'stale';
   }
