@@ -104,7 +104,7 @@ async function run(ctx: CliContext, shards: string[], flags: ScoreFlags, cmd: Co
   return summary.shards.failed > 0 ? EXIT.partial : EXIT.ok;
 }
 
-function progressLine(p: ScoreProgress): string {
+export function progressLine(p: ScoreProgress): string {
   const rate = p.samples / Math.max(p.elapsedS, 1e-9);
   const bad = p.samples - (p.statuses.ok ?? 0);
   const eta = p.expectedSamples !== undefined && rate > 0 ? ` · ETA ${formatDuration((p.expectedSamples - p.samples) / rate)}` : '';

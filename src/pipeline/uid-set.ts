@@ -43,7 +43,8 @@ export class UidSet {
     const n = keys.length / 16;
     const order = Array.from({ length: n }, (_, i) => i);
     const buf = Buffer.from(keys.buffer, keys.byteOffset, keys.byteLength);
-    order.sort((a, b) => buf.compare(buf, a * 16, a * 16 + 16, b * 16, b * 16 + 16));
+    // Ascending, as `has` searches: Buffer#compare(target, tStart, tEnd, sStart, sEnd) orders source against target.
+    order.sort((a, b) => buf.compare(buf, b * 16, b * 16 + 16, a * 16, a * 16 + 16));
     const sorted = new Uint8Array(n * 16);
     let m = 0;
     for (const i of order) {
