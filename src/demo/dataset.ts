@@ -84,6 +84,8 @@ export interface TruthRow {
   label: NoiseLabel;
   style: EmojiStyle;
   hexcode: string;
+  /** The emoji's CLDR name. */
+  name: string;
   caption: string;
   /** The caption it would have had if clean. */
   cleanCaption: string;
@@ -186,7 +188,7 @@ export async function buildDemoDataset(options: DemoDatasetOptions): Promise<Dem
   const reference = shuffleInPlace([
     ...items(o.referenceStyles, () => true),
     ...items(o.poolStyles, (e) => referenceOnly.has(e.hexcode)),
-  ], rngFor(o.seed, 'reference-order'));
+  ], rngFor(0, 'reference-order')); // one order for every seed: the reference is trained once
   const pool = shuffleInPlace(items(o.poolStyles, (e) => !referenceOnly.has(e.hexcode)), rngFor(o.seed, 'pool-order'));
 
   // Render every image up front, a few at a time (libvips runs each on its own thread).
@@ -267,7 +269,7 @@ export async function buildDemoDataset(options: DemoDatasetOptions): Promise<Dem
   // The reference set is clean whatever the noise: only pool uids are ever labelled.
   const referenceShards = await writeSet(referenceDir, 'reference', reference);
   const poolShards = await writeSet(poolDir, 'pool', pool, (it, shard, row, key, c) => {
-    rows.push({ uid: it.uid, shard, row, key, label: c.label, style: it.style, hexcode: it.entry.hexcode, caption: c.caption, cleanCaption: c.clean });
+    rows.push({ uid: it.uid, shard, row, key, label: c.label, style: it.style, hexcode: it.entry.hexcode, name: it.entry.name, caption: c.caption, cleanCaption: c.clean });
   });
 
   const count = (l: NoiseLabel) => rows.filter((r) => r.label === l).length;

@@ -1,6 +1,23 @@
 /** The demo: real emoji image–caption data with known noise, and the quality metrics that score a filter on it. */
 export { EMOJI_STYLES, STYLE_PACKAGES, loadEmojiCatalog, type EmojiStyle, type EmojiEntry, type EmojiImageSource, type CatalogOptions } from './catalog.js';
 export { cleanCaption as demoCleanCaption, corruptCaption, captionWords, captionCorpus, BOILERPLATE_CAPTIONS } from './captions.js';
+export {
+  evaluateQuality,
+  formatQualityMarkdown,
+  DEMO_SCORES,
+  DEMO_FILTERS,
+  RANDOM_COLUMN,
+  type ScoreSpec,
+  type FilterSpec,
+  type FilterPart,
+  type QualityInput,
+  type QualityReport,
+  type ScoreQuality,
+  type FilterQuality,
+} from './quality.js';
+export { auroc, midranks, precisionAtK, precisionAtNoiseRate, keptNoiseRate, percentileLinear, keepTop, bottom } from './metrics.js';
+export { scoreDemoPool, controlHeads, CONTROL_SUFFIX, type DemoScoreOptions, type DemoScores, type DirectionKind } from './score-pool.js';
+export { evaluateDemo, meanOverCheckpoints, type ScoredRows, type DemoEvaluation, type DemoEvaluationOptions } from './evaluate.js';
 export { renderEmoji, type RenderOptions, type DemoImageFormat } from './images.js';
 export {
   buildDemoDataset,

@@ -164,3 +164,34 @@ export function formatQualityMarkdown(report: QualityReport): string {
   ];
   return lines.join('\n') + '\n';
 }
+
+/** The scores the demo and the quality benchmark judge, by score-file column (controls as scoreDemoPool names them). */
+export const DEMO_SCORES: readonly ScoreSpec[] = [
+  { label: 'mimic score, visual head', column: 'mimic_proj_visual', bad: 'low' },
+  { label: 'mimic score, text head', column: 'mimic_proj_text', bad: 'low' },
+  { label: 'mimic score, both heads', column: 'mimic_proj_both', bad: 'low' },
+  { label: 'mimic cosine, both heads', column: 'mimic_cos_both', bad: 'low' },
+  { label: 'CLIP score (proxy)', column: 'clip_sim', bad: 'low' },
+  { label: 'CLIP score (reference)', column: 'ref_clip_sim', bad: 'low' },
+  { label: 'loss (proxy)', column: 'loss', bad: 'high' },
+  { label: 'gradient norm, both heads', column: 'grad_norm_both', bad: 'high' },
+  { label: 'random', column: RANDOM_COLUMN, bad: 'low' },
+  { label: 'control: mimic with D = −W', column: 'mimic_proj_both:neg_w', bad: 'low' },
+  { label: 'control: mimic with a random D, ‖D‖ kept', column: 'mimic_proj_both:random', bad: 'low' },
+];
+
+/** The paper's filters and their baselines. */
+export const DEMO_FILTERS: readonly FilterSpec[] = [
+  { label: 'no filter', keep: [] },
+  { label: 'random 70%', keep: [{ column: RANDOM_COLUMN, side: 'top', fraction: 0.7 }] },
+  { label: 'mimic score (both) top 70%', keep: [{ column: 'mimic_proj_both', side: 'top', fraction: 0.7 }] },
+  { label: 'mimic score (visual) top 70%', keep: [{ column: 'mimic_proj_visual', side: 'top', fraction: 0.7 }] },
+  { label: 'CLIP score (reference) top 70%', keep: [{ column: 'ref_clip_sim', side: 'top', fraction: 0.7 }] },
+  { label: 'loss (proxy) bottom 70%', keep: [{ column: 'loss', side: 'bottom', fraction: 0.7 }] },
+  { label: 'CLIP score (reference) top 30%', keep: [{ column: 'ref_clip_sim', side: 'top', fraction: 0.3 }] },
+  {
+    label: 'CLIP score (reference) top 30% minus mimic (both) bottom 20%',
+    keep: [{ column: 'ref_clip_sim', side: 'top', fraction: 0.3 }],
+    drop: [{ column: 'mimic_proj_both', side: 'bottom', fraction: 0.2 }],
+  },
+];

@@ -1,0 +1,210 @@
+#!/usr/bin/env node
+// Quality benchmark: does the mimic score find the bad pairs of a pool? Builds the emoji demo pools at several
+// noise rates and seeds (src/demo/dataset.ts), trains the reference once and proxies for every pool
+// (scripts/train_tiny_clip.py: the reference from a seeded initialisation on the clean reference set, proxies
+// with the reference's frozen encoders and heads trained from the same initial heads on the noisy pool), scores
+// every pool (src/demo/score-pool.ts: the ONNX encoders and the per-sample-gradient graph, plus the controls
+// D = −W and a random D of the same norm) and writes the quality tables (AUROC, precision at the true noise rate,
+// kept-set noise after the paper's filters) to stdout and to --out.
+//
+// The reference is retrained here (deterministic for one thread and one PyTorch build) rather than read from
+// models/, because training proxies needs its PyTorch weights; the run says whether it reproduced the committed
+// heads bit for bit. Pass --reference-checkpoint PT to reuse weights from an earlier run (written there if absent).
+//
+// Usage: npm run bench:quality -- [--noise 0.1,0.2,0.3,0.5] [--seeds 0,1] [--proxy-steps 50,400]
+//        [--out scripts/bench-quality.results.md] [--work DIR] [--keep] [--reference-checkpoint PT] [--full-proxies]
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
+import os from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  buildDemoDataset,
+  DEMO_FILTERS,
+  DEMO_SCORES,
+  evaluateDemo,
+  meanOverCheckpoints,
+  scoreDemoPool,
+} from '../dist/demo/index.js';
+
+const REPO = resolve(new URL('..', import.meta.url).pathname);
+const { values } = parseArgs({
+  options: {
+    noise: { type: 'string', default: '0.1,0.2,0.3,0.5' },
+    seeds: { type: 'string', default: '0,1' },
+    'proxy-steps': { type: 'string', default: '50,400' },
+    out: { type: 'string', default: join(REPO, 'scripts', 'bench-quality.results.md') },
+    work: { type: 'string' },
+    keep: { type: 'boolean', default: false },
+    'reference-checkpoint': { type: 'string' },
+    'full-proxies': { type: 'boolean', default: false },
+    threads: { type: 'string', default: '1' },
+  },
+});
+const noises = values.noise.split(',').map(Number);
+const seeds = values.seeds.split(',').map(Number);
+const proxySteps = values['proxy-steps'].split(',').map(Number).sort((a, b) => a - b);
+const work = values.work ?? mkdtempSync(join(os.tmpdir(), 'mimic-bench-quality-'));
+mkdirSync(work, { recursive: true });
+const log = (msg) => process.stderr.write(`${msg}\n`);
+const timings = [];
+const timed = async (what, fn) => {
+  const t0 = performance.now();
+  const r = await fn();
+  const s = (performance.now() - t0) / 1000;
+  timings.push({ what, s });
+  log(`  ${what}: ${s.toFixed(1)} s`);
+  return r;
+};
+
+function python(args) {
+  const r = spawnSync('/usr/bin/python3', [join(REPO, 'scripts', 'train_tiny_clip.py'), ...args, '--threads', values.threads], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`train_tiny_clip.py ${args.join(' ')} failed:\n${r.stdout}`);
+  return r.stdout;
+}
+
+// 1. Pools (images rendered once, shared by every build).
+const cache = new Map();
+const configs = [];
+for (const seed of seeds) {
+  for (const noise of noises) {
+    const dir = join(work, `pool-n${noise}-s${seed}`);
+    const ds = await timed(`build pool noise ${noise} seed ${seed}`, () => buildDemoDataset({ out: dir, noise, seed, imageCache: cache, force: true }));
+    configs.push({ noise, seed, dir, ds });
+  }
+}
+
+// 2. The reference, once (its data does not depend on the noise or the seed).
+const refDir = join(work, 'reference');
+const refPt = values['reference-checkpoint'] ?? join(work, 'reference.pt');
+let reproduced = 'not checked (reused --reference-checkpoint)';
+if (!existsSync(refPt)) {
+  const out = await timed('train reference', () => python(['--stage', 'reference', '--data', configs[0].dir, '--out', refDir,
+    '--reference-checkpoint', refPt, '--verify', 'skip']));
+  log(out.trim().split('\n').map((l) => `    ${l}`).join('\n'));
+  const mine = readFileSync(join(refDir, 'demo-reference', 'heads.safetensors'));
+  const committed = join(REPO, 'models', 'demo-reference', 'heads.safetensors');
+  reproduced = existsSync(committed)
+    ? (mine.equals(readFileSync(committed)) ? 'yes, bit for bit (heads.safetensors identical)' : 'NO: the retrained heads differ from models/demo-reference')
+    : 'models/demo-reference is missing';
+} else if (!existsSync(join(refDir, 'demo-reference'))) {
+  throw new Error(`${refPt} exists but ${refDir}/demo-reference does not: use the --work folder of the run that wrote it`);
+}
+const referenceBundle = join(refDir, 'demo-reference');
+
+// 3. Proxies and scores for every pool.
+const extraScores = [{ label: `mimic score, both heads, mean of checkpoints ${proxySteps.join(', ')}`, column: 'mimic_proj_both:mean', bad: 'low' }];
+const extraFilters = [{ label: 'mimic score (both, mean of checkpoints) top 70%', keep: [{ column: 'mimic_proj_both:mean', side: 'top', fraction: 0.7 }] }];
+let scoredRows = 0;
+let scoreSeconds = 0;
+async function scoreConfig(cfg, mode, steps, prefix) {
+  const modelDir = join(cfg.dir, `models-${mode}`);
+  const out = await timed(`train ${mode} proxies noise ${cfg.noise} seed ${cfg.seed}`, () => python(['--stage', 'proxies', '--data', cfg.dir, '--out', modelDir,
+    '--reference-checkpoint', refPt, '--proxy-mode', mode, '--proxy-steps', steps.join(','), '--proxy-prefix', prefix, '--verify', 'skip']));
+  const zeroShot = [...out.matchAll(/proxy step (\d+): zero-shot top-1 of the pool images: ([\d.]+)/g)].map((m) => `${m[1]}: ${m[2]}`);
+  const perCheckpoint = [];
+  for (const step of steps) {
+    const t0 = performance.now();
+    const s = await timed(`score ${mode} proxy ${step} noise ${cfg.noise} seed ${cfg.seed}`, () => scoreDemoPool({
+      proxy: join(modelDir, `${prefix}-${step}`), reference: referenceBundle, shards: cfg.ds.poolShards, seed: cfg.seed,
+    }));
+    scoreSeconds += (performance.now() - t0) / 1000;
+    scoredRows += s.row.length;
+    perCheckpoint.push(s);
+  }
+  const last = perCheckpoint[perCheckpoint.length - 1];
+  const columns = { ...last.columns, 'mimic_proj_both:mean': meanOverCheckpoints(perCheckpoint.map((s) => s.columns.mimic_proj_both)) };
+  const ev = evaluateDemo({ uid: last.uid, status: last.status, columns }, cfg.ds.truth, {
+    scores: [...DEMO_SCORES, ...extraScores],
+    filters: [...DEMO_FILTERS, ...extraFilters],
+    seed: cfg.seed,
+  });
+  if (ev.unscored || Object.keys(ev.failed).length) throw new Error(`noise ${cfg.noise} seed ${cfg.seed}: ${ev.unscored} unscored, failed ${JSON.stringify(ev.failed)}`);
+  return { ...cfg, report: ev.report, zeroShot };
+}
+
+const results = [];
+for (const cfg of configs) results.push(await scoreConfig(cfg, 'heads', proxySteps, 'proxy'));
+let full = null;
+if (values['full-proxies']) {
+  const cfg = configs.find((c) => c.noise === 0.3) ?? configs[0];
+  full = await scoreConfig(cfg, 'full', [100, 400], 'full-proxy');
+}
+
+// 4. Tables.
+const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const sd = (xs) => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, b) => a + (b - mean(xs)) ** 2, 0) / (xs.length - 1)));
+const cell = (xs, pct = false) => {
+  const f = (v) => (pct ? `${(100 * v).toFixed(1)}%` : v.toFixed(3));
+  return xs.length > 1 ? `${f(mean(xs))} ± ${pct ? (100 * sd(xs)).toFixed(1) : sd(xs).toFixed(3)}` : f(xs[0]);
+};
+const byNoise = (fn) => noises.map((n) => results.filter((r) => r.noise === n).map(fn));
+const header = (first) => [`| ${first} | ${noises.map((n) => `${Math.round(100 * n)}% noise`).join(' | ')} |`, `|---|${noises.map(() => '---').join('|')}|`];
+const scoreLabels = results[0].report.scores.map((s) => s.label);
+const filterLabels = results[0].report.filters.map((f) => f.label);
+const gitCommit = (() => {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: REPO }).toString().trim();
+  } catch {
+    return 'unknown';
+  }
+})();
+const first = results[0];
+const lines = [
+  `## Quality benchmark (emoji demo pools)`,
+  '',
+  `Machine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.cpus().length} cores (shared with other jobs, load ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}), ` +
+    `Node ${process.version}, commit ${gitCommit}, ${new Date().toISOString().slice(0, 10)}.`,
+  `Pools: ${first.ds.truth.counts.pool} pairs each (${first.ds.truth.poolStyles.join(', ')} drawings of ${new Set(first.ds.truth.rows.map((r) => r.hexcode)).size} emoji), ` +
+    `half the bad pairs swapped with another emoji's caption, half corrupted; seeds ${seeds.join(', ')} (mean ± sd over seeds). ` +
+    `Reference: trained once on the clean reference set (${first.ds.truth.counts.reference} pairs); reproduces models/demo-reference: ${reproduced}. ` +
+    `Proxies: the reference's frozen encoders, heads trained from the same initial heads on each pool; scores from the checkpoint at step ${proxySteps[proxySteps.length - 1]} ` +
+    `(batch 256, shard-bound batches as \`mimic score\`). Suspicious end: low mimic / CLIP score, high loss / gradient norm.`,
+  '',
+  '### AUROC of finding the bad pairs (0.5 = chance)',
+  '',
+  ...header('score'),
+  ...scoreLabels.map((l) => `| ${l} | ${byNoise((r) => r.report.scores.find((s) => s.label === l).auroc).map((xs) => cell(xs)).join(' | ')} |`),
+  '',
+  '### AUROC by kind of noise, at 30% noise (swapped / corrupted vs clean)',
+  '',
+  '| score | swapped | corrupted |',
+  '|---|---|---|',
+  ...scoreLabels.map((l) => {
+    const rs = results.filter((r) => r.noise === 0.3);
+    if (!rs.length) return null;
+    const s = (k) => cell(rs.map((r) => r.report.scores.find((x) => x.label === l)[k]));
+    return `| ${l} | ${s('aurocSwapped')} | ${s('aurocCorrupted')} |`;
+  }).filter(Boolean),
+  '',
+  '### Precision at the true noise rate (the k most suspicious pairs, k = the number of bad pairs)',
+  '',
+  ...header('score'),
+  ...scoreLabels.map((l) => `| ${l} | ${byNoise((r) => r.report.scores.find((s) => s.label === l).precisionAtNoiseRate).map((xs) => cell(xs)).join(' | ')} |`),
+  '',
+  '### Noise left in the kept set after each filter',
+  '',
+  ...header('filter'),
+  ...filterLabels.map((l) => `| ${l} | ${byNoise((r) => r.report.filters.find((f) => f.label === l).keptNoiseRate).map((xs) => cell(xs, true)).join(' | ')} |`),
+  '',
+];
+if (full) {
+  lines.push(`### Full proxies (a whole CLIP trained from the reference's initialisation on the ${Math.round(100 * full.noise)}% pool, seed ${full.seed}, checkpoint 400)`, '',
+    '| score | AUROC | precision at noise rate |', '|---|---|---|',
+    ...full.report.scores.map((s) => `| ${s.label} | ${s.auroc.toFixed(3)} | ${s.precisionAtNoiseRate.toFixed(3)} |`), '',
+    `Zero-shot top-1 of the pool images among their names, per checkpoint: ${full.zeroShot.join(', ')}.`, '');
+}
+const scoreRate = scoredRows / scoreSeconds;
+lines.push(`Zero-shot top-1 of the pool images among their names (heads proxies, noise ${first.noise}, seed ${first.seed}), per checkpoint: ${first.zeroShot.join(', ')}.`,
+  `Scoring (decode, tokenize, both models' encoders, three gradient graphs: the direction and the two controls): ${scoredRows} rows in ${scoreSeconds.toFixed(1)} s, ` +
+  `${scoreRate.toFixed(0)} rows/s. Total ${timings.reduce((a, t) => a + t.s, 0).toFixed(0)} s.`, '');
+const text = lines.join('\n');
+process.stdout.write(text);
+const tmp = `${values.out}.tmp-${process.pid}`;
+writeFileSync(tmp, text);
+renameSync(tmp, values.out);
+log(`wrote ${values.out}`);
+if (!values.keep && !values.work) rmSync(work, { recursive: true, force: true });
