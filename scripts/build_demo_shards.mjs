@@ -3,7 +3,7 @@
 // pool as WebDataset shards, plus truth.json (every pool row's label: clean | swapped | corrupted).
 // Needs the project built (npm run build) and the emoji devDependencies installed (npm ci).
 // Usage: node scripts/build_demo_shards.mjs --out DIR [--noise 0.3] [--swap-share 0.5] [--seed 0] [--limit N]
-//        [--samples-per-shard 1000] [--reference-only 0.5] [--image-size 64] [--format jpg|png] [--force]
+//        [--samples-per-shard 1000] [--reference-only 0.5] [--image-size 64] [--format jpg|png] [--pool-only] [--force]
 import { parseArgs } from 'node:util';
 import { buildDemoDataset } from '../dist/demo/index.js';
 
@@ -19,12 +19,13 @@ const { values } = parseArgs({
     'image-size': { type: 'string', default: '64' },
     format: { type: 'string', default: 'jpg' },
     force: { type: 'boolean', default: false },
+    'pool-only': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (values.help || !values.out) {
   console.log('usage: node scripts/build_demo_shards.mjs --out DIR [--noise 0.3] [--swap-share 0.5] [--seed 0] ' +
-    '[--limit N] [--samples-per-shard 1000] [--reference-only 0.5] [--image-size 64] [--format jpg|png] [--force]');
+    '[--limit N] [--samples-per-shard 1000] [--reference-only 0.5] [--image-size 64] [--format jpg|png] [--pool-only] [--force]');
   process.exit(values.help ? 0 : 2);
 }
 const t0 = performance.now();
@@ -40,6 +41,7 @@ try {
     imageSize: Number(values['image-size']),
     imageFormat: values.format,
     force: values.force,
+    writeReference: !values['pool-only'],
   });
   const c = ds.truth.counts;
   const t = ds.truth;

@@ -53,6 +53,11 @@ export interface DemoDatasetOptions {
   jpegQuality?: number;
   /** Rendered images by `${style}:${hexcode}`, shared between builds (pools at several noise rates). */
   imageCache?: Map<string, Buffer>;
+  /**
+   * Write the reference set too (default). `mimic demo` with the shipped models needs only the pool, which takes a
+   * third of the time to render.
+   */
+  writeReference?: boolean;
   /** Remove an existing reference/ and pool/ in `out` first (otherwise a non-empty one is an error). */
   force?: boolean;
   /** Where to resolve the emoji npm packages from. */
@@ -134,7 +139,7 @@ function sampleKey(shard: number, index: number): string {
   return `${String(shard).padStart(5, '0')}${String(index).padStart(4, '0')}`;
 }
 
-function checkOptions(o: Required<Omit<DemoDatasetOptions, 'limit' | 'imageCache' | 'resolveFrom'>>): void {
+function checkOptions(o: Required<Omit<DemoDatasetOptions, 'limit' | 'imageCache' | 'resolveFrom' | 'writeReference'>>): void {
   const bad = (msg: string): never => {
     throw new MimicError('E_USAGE', `demo dataset: ${msg}`);
   };
@@ -159,7 +164,7 @@ export async function buildDemoDataset(options: DemoDatasetOptions): Promise<Dem
     ...DEMO_DATASET_DEFAULTS,
     force: false,
     ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
-  } as Required<Omit<DemoDatasetOptions, 'limit' | 'imageCache' | 'resolveFrom'>> & DemoDatasetOptions;
+  } as Required<Omit<DemoDatasetOptions, 'limit' | 'imageCache' | 'resolveFrom' | 'writeReference'>> & DemoDatasetOptions;
   checkOptions(o);
   let entries = loadEmojiCatalog(o.resolveFrom ? { resolveFrom: o.resolveFrom } : {});
   if (o.limit !== undefined) {
@@ -192,7 +197,8 @@ export async function buildDemoDataset(options: DemoDatasetOptions): Promise<Dem
   const pool = shuffleInPlace(items(o.poolStyles, (e) => !referenceOnly.has(e.hexcode)), rngFor(o.seed, 'pool-order'));
 
   // Render every image up front, a few at a time (libvips runs each on its own thread).
-  const todo = [...reference, ...pool].filter((it) => !cache.has(cacheKey(it)));
+  const writeReference = o.writeReference ?? true;
+  const todo = [...(writeReference ? reference : []), ...pool].filter((it) => !cache.has(cacheKey(it)));
   for (let i = 0; i < todo.length; i += o.concurrency) {
     const chunk = todo.slice(i, i + o.concurrency);
     const bytes = await Promise.all(chunk.map((it) => renderEmoji(it.entry.images[it.style]!, render)));
@@ -224,7 +230,7 @@ export async function buildDemoDataset(options: DemoDatasetOptions): Promise<Dem
   const out = options.out;
   const referenceDir = join(out, 'reference');
   const poolDir = join(out, 'pool');
-  for (const dir of [referenceDir, poolDir]) await prepareDir(dir, o.force);
+  for (const dir of writeReference ? [referenceDir, poolDir] : [poolDir]) await prepareDir(dir, o.force);
 
   const size = o.imageSize;
   type RowSink = (it: Item, shard: string, row: number, key: string, c: ReturnType<typeof captionOf>) => void;
@@ -267,7 +273,7 @@ export async function buildDemoDataset(options: DemoDatasetOptions): Promise<Dem
 
   const rows: TruthRow[] = [];
   // The reference set is clean whatever the noise: only pool uids are ever labelled.
-  const referenceShards = await writeSet(referenceDir, 'reference', reference);
+  const referenceShards = writeReference ? await writeSet(referenceDir, 'reference', reference) : [];
   const poolShards = await writeSet(poolDir, 'pool', pool, (it, shard, row, key, c) => {
     rows.push({ uid: it.uid, shard, row, key, label: c.label, style: it.style, hexcode: it.entry.hexcode, name: it.entry.name, caption: c.caption, cleanCaption: c.clean });
   });

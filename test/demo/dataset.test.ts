@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -114,6 +114,11 @@ describe('demo dataset', () => {
     for (const [i, s] of ds.poolShards.entries()) expect(readFileSync(again.poolShards[i]!).equals(readFileSync(s))).toBe(true);
     for (const [i, s] of ds.referenceShards.entries()) expect(readFileSync(again.referenceShards[i]!).equals(readFileSync(s))).toBe(true);
     expect(readFileSync(again.truthFile, 'utf8')).toBe(readFileSync(ds.truthFile, 'utf8'));
+    // The pool alone (what `mimic demo` needs with the shipped models) is the same pool.
+    const poolOnly = await buildDemoDataset({ ...OPTS, out: join(tmp, 'f'), writeReference: false, imageCache: cache });
+    expect(poolOnly.referenceShards).toEqual([]);
+    expect(existsSync(join(tmp, 'f', 'reference'))).toBe(false);
+    for (const [i, s] of ds.poolShards.entries()) expect(readFileSync(poolOnly.poolShards[i]!).equals(readFileSync(s))).toBe(true);
   });
 
   it('nests noise rates: the noisy rows at 10% are among those at 30%, with the same captions', async () => {
