@@ -104,6 +104,15 @@ export const DEFAULTS = {
     /** Histogram bins per column in `mimic stats --report`. */
     reportBins: 60,
   },
+  /** `mimic reshard` (src/wds/reshard.ts): DataComp's resharder layout. */
+  reshard: {
+    /** Samples per output shard (DataComp's default). */
+    shardSize: 10_000,
+    /** Output shards are named {n:0<digits>d}.tar, as DataComp's `{:08d}.tar`. */
+    digits: 8,
+    /** `uid`: samples keyed `{uid}-{j}` as DataComp's resharder keys them; `source`: the source key kept. */
+    keyFormat: 'uid' as 'uid' | 'source',
+  },
   /** DataComp's basic and text-based filters (src/text/datacomp*.ts), with DataComp's own thresholds. */
   datacomp: {
     /** A caption needs more than this many words (Python `str.split()`). */
