@@ -150,12 +150,13 @@ export async function reshard(options: ReshardOptions): Promise<ReshardSummary> 
   const manifest = await openManifest(out, identity, plan, options);
   log().info({ out, selection: selection.kind, ids: selection.ids.size, distinct: selection.ids.distinct, sources: names.length }, 'reshard plan');
 
-  // Complete shards of an earlier launch, each starting where the one before ended.
+  // Complete shards of an earlier launch, each starting where the one before ended (the first starts at the
+  // first kept sample, wherever that is).
   const done: OutputShardStats[] = [];
   for (;;) {
     const stats = await verifyOutputShard(out, done.length, digits, plan);
-    const expectedStart = done.length === 0 ? { source: 0, row: 0, copy: 0 } : done[done.length - 1]!.end;
-    if (!stats || comparePositions(stats.start, expectedStart) !== 0) break;
+    if (!stats) break;
+    if (done.length > 0 && comparePositions(stats.start, done[done.length - 1]!.end) !== 0) break;
     done.push(stats);
   }
   const end: InputPosition = { source: names.length, row: 0, copy: 0 };
