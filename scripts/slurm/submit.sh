@@ -7,7 +7,8 @@
 #
 # Knobs:
 #   --workers N          array tasks = workers (fixed for the run at its first launch)
-#   --gpus-per-task G    GPUs per task (default 1; 0 for CPU-only; pass --device cuda|auto to mimic for GPUs)
+#   --gpus-per-task G    GPUs per array task (default 1; 0 for CPU-only), asked as --gres=gpu:G; pass
+#                        --device cuda to mimic (Slurm sets CUDA_VISIBLE_DEVICES to the task's GPUs)
 #   --cpus-per-task C    CPUs per task (default 8): onnxruntime threads and 2×C images decoded at once
 #   --max-parallel K     run at most K tasks at once (--array=0-(N-1)%K)
 #   --partition P, --time T, --mem M, --account A   passed to both jobs
@@ -20,7 +21,7 @@
 # the same arguments; job logs go to OUT/_slurm/logs/.
 set -euo pipefail
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "submit.sh: $*" >&2; exit 2; }
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -91,7 +92,9 @@ array="0-$((workers - 1))${max_parallel:+%$max_parallel}"
 logs="$out/_slurm/logs"
 # The score tasks' resources; the array range is added per submission (resubmit.sh uses its own).
 score_knobs=(--cpus-per-task="$cpus" --export="ALL,MIMIC=$MIMIC")
-if [ "$gpus" -gt 0 ]; then score_knobs+=(--gpus-per-task="$gpus"); fi
+# --gres, not sbatch's --gpus-per-task: that one is refused without --ntasks ("--gpus-per-task used without
+# either --gpus or -n/--ntasks is not allowed"), and each array task is one task on one node.
+if [ "$gpus" -gt 0 ]; then score_knobs+=(--gres="gpu:$gpus"); fi
 finish_sbatch=(--export="ALL,MIMIC=$MIMIC" --kill-on-invalid-dep=yes)
 score_cmd=(sbatch --parsable "${common[@]}" --array="$array" "${score_knobs[@]}" --output="$logs/score-%A_%a.log"
   "$here/score.sbatch" "${score_args[@]}" --num-workers "$workers")

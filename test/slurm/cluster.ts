@@ -1,8 +1,10 @@
 /**
  * A real one-node Slurm cluster on this machine for the tests: munged, slurmctld and slurmd from Debian's packages,
- * every file (keys, sockets, state, spool, logs, slurm.conf) in one temporary folder, ports picked free, several
- * CPUs declared so that several array tasks run at once. `stop()` shuts the daemons down and removes the folder.
- * The clients (sbatch, squeue, scontrol, scancel) find this cluster through SLURM_CONF in `env`.
+ * every file (keys, sockets, state, spool, logs, slurm.conf, gres.conf) in one temporary folder, ports picked free,
+ * several CPUs declared so that several array tasks run at once, and optionally GPUs: Slurm's gres/gpu plugin
+ * only needs character devices, so two made with mknod (NVIDIA's major number; nothing ever opens them) let it
+ * schedule and bind GPUs as on a GPU node (CUDA_VISIBLE_DEVICES per task). `stop()` shuts the daemons down and
+ * removes the folder. The clients (sbatch, squeue, scontrol, scancel) find this cluster through SLURM_CONF in `env`.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
@@ -67,7 +69,7 @@ export class LocalSlurm {
     readonly node: string,
   ) {}
 
-  static async start(opts: { cpus: number }): Promise<LocalSlurm> {
+  static async start(opts: { cpus: number; gpus?: number }): Promise<LocalSlurm> {
     const dir = mkdtempSync(join(tmpdir(), 'mimic-slurm-'));
     // munged insists that every folder above its socket is searchable by all, and that the key is private.
     chmodSync(dir, 0o711);
@@ -75,6 +77,11 @@ export class LocalSlurm {
     const [ctldPort, slurmdPort] = [await freePort(), await freePort()];
     const node = 'mimicnode';
     const host = hostname();
+    const gpus = opts.gpus ?? 0;
+    if (gpus > 0) {
+      for (let i = 0; i < gpus; i++) execFileSync('mknod', [join(dir, `nvidia${i}`), 'c', '195', String(i)]);
+      writeFileSync(join(dir, 'gres.conf'), `NodeName=${node} Name=gpu File=${join(dir, 'nvidia')}[0-${gpus - 1}]\n`);
+    }
     const conf = [
       'ClusterName=mimictest',
       `SlurmctldHost=${host}(127.0.0.1)`,
@@ -108,7 +115,8 @@ export class LocalSlurm {
       'KillWait=2',
       // Finished jobs stay visible to scontrol for the test's checks.
       'MinJobAge=3600',
-      `NodeName=${node} NodeHostname=${host} NodeAddr=127.0.0.1 CPUs=${opts.cpus} RealMemory=4000 State=UNKNOWN`,
+      ...(gpus > 0 ? ['GresTypes=gpu'] : []),
+      `NodeName=${node} NodeHostname=${host} NodeAddr=127.0.0.1 CPUs=${opts.cpus} RealMemory=4000${gpus > 0 ? ` Gres=gpu:${gpus}` : ''} State=UNKNOWN`,
       `PartitionName=debug Nodes=${node} Default=YES MaxTime=INFINITE State=UP`,
       '',
     ].join('\n');

@@ -50,7 +50,7 @@ describe('mimic score on a Slurm job array', () => {
   beforeAll(async () => {
     installS = await ensureSlurm();
     const t0 = performance.now();
-    cluster = await LocalSlurm.start({ cpus: 4 });
+    cluster = await LocalSlurm.start({ cpus: 4, gpus: 2 });
     startS = (performance.now() - t0) / 1000;
     const reference = await tinyBundle({ seed: 1 });
     const proxy = await tinyBundle({ from: reference, perturb: 0.05, seed: 2 });
@@ -77,7 +77,8 @@ describe('mimic score on a Slurm job array', () => {
     // Worker 2 owns shards 2 and 5: it dies right before its score file for shard 5 is renamed into place.
     const faultEnv = { ...env, MIMIC_FAULT: `before-rename:1:${shardNames[5]}.arrow` };
     const submitted = await sh(join(SLURM, 'submit.sh'), [
-      '--workers', String(WORKERS), '--cpus-per-task', '1', '--gpus-per-task', '0', '--',
+      // One (device-node) GPU per task: two of the three workers run at a time. Scoring itself runs on the CPU.
+      '--workers', String(WORKERS), '--cpus-per-task', '1', '--gpus-per-task', '1', '--',
       ...scoreArgs, '--out', out, '--filter', '--keep', 'mimic_visual >= p50', '--npy', t.path('kept.npy'),
     ], { env: faultEnv, cwd: t.dir });
     expect(submitted.code, submitted.stderr).toBe(0);
@@ -137,6 +138,10 @@ describe('mimic score on a Slurm job array', () => {
       expect(plan).toEqual([expect.objectContaining({ worker: `${w}/${WORKERS}`, alreadyDone: 1, todo: open.length })]);
     }
     expect(readdirSync(join(out, 'p')).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    // Every task was given one of the node's GPUs, as score.sbatch logs it.
+    const logs = readdirSync(join(out, '_slurm', 'logs')).filter((f) => f.startsWith('score-'));
+    expect(logs).toHaveLength(WORKERS + 2);
+    for (const f of logs) expect(readFileSync(join(out, '_slurm', 'logs', f), 'utf8'), f).toMatch(/CPUs 1, CUDA_VISIBLE_DEVICES=[01]\n/);
     for (const [f, st] of before) {
       const now = statSync(join(out, 'p', f));
       expect({ f, ino: now.ino, mtime: now.mtimeMs }).toEqual({ f, ino: st.ino, mtime: st.mtimeMs });

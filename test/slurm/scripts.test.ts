@@ -32,7 +32,7 @@ describe('scripts/slurm', () => {
     expect(r.code, r.stderr).toBe(0);
     const [score, finish] = r.stdout.trim().split('\n').map((l) => l.trim());
     expect(score).toContain('--array=0-15%4');
-    expect(score).toContain('--gpus-per-task=2');
+    expect(score).toContain('--gres=gpu:2');
     expect(score).toContain('--cpus-per-task=12');
     expect(score).toContain('--partition=gpu');
     expect(score).toContain('--time=02:00:00');
@@ -43,14 +43,14 @@ describe('scripts/slurm', () => {
     expect(finish).toContain('--dependency=afterok:JOBID');
     expect(finish).toContain('--kill-on-invalid-dep=yes');
     expect(finish).toContain('--partition=gpu');
-    expect(finish).not.toContain('--gpus-per-task');
+    expect(finish).not.toContain('--gres');
     expect(finish).toMatch(/finish\.sbatch runs\/a --keep mimic_visual\\ \\>=\\ p70 --npy kept\.npy$/);
   });
 
   it('submit.sh asks for no GPU with --gpus-per-task 0', async () => {
     const r = await run('submit.sh', ['--workers', '2', '--gpus-per-task', '0', '--dry-run', '--', 's.tar', '--proxy', 'p', '--reference', 'r', '--out=o']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).not.toContain('gpus');
+    expect(r.stdout).not.toContain('--gres');
     expect(r.stdout).toContain('--array=0-1 ');
     // No --filter part: the finish job only checks the run.
     expect(r.stdout.trim().split('\n')[1]!.trim()).toMatch(/finish\.sbatch o$/);
