@@ -43,6 +43,8 @@ const { values } = parseArgs({
 });
 const noises = values.noise.split(',').map(Number);
 const seeds = values.seeds.split(',').map(Number);
+/** Checkpoints of the --full-proxies run. */
+const FULL_STEPS = [100, 400];
 const proxySteps = values['proxy-steps'].split(',').map(Number).sort((a, b) => a - b);
 const work = values.work ?? mkdtempSync(join(os.tmpdir(), 'mimic-bench-quality-'));
 mkdirSync(work, { recursive: true });
@@ -96,7 +98,7 @@ if (!existsSync(refPt)) {
 const referenceBundle = join(refDir, 'demo-reference');
 
 // 3. Proxies and scores for every pool.
-const extraScores = [{ label: `mimic score, both heads, mean of checkpoints ${proxySteps.join(', ')}`, column: 'mimic_proj_both:mean', bad: 'low' }];
+const extraScores = (steps) => [{ label: `mimic score, both heads, mean of checkpoints ${steps.join(', ')}`, column: 'mimic_proj_both:mean', bad: 'low' }];
 const extraFilters = [{ label: 'mimic score (both, mean of checkpoints) top 70%', keep: [{ column: 'mimic_proj_both:mean', side: 'top', fraction: 0.7 }] }];
 let scoredRows = 0;
 let scoreSeconds = 0;
@@ -118,7 +120,7 @@ async function scoreConfig(cfg, mode, steps, prefix) {
   const last = perCheckpoint[perCheckpoint.length - 1];
   const columns = { ...last.columns, 'mimic_proj_both:mean': meanOverCheckpoints(perCheckpoint.map((s) => s.columns.mimic_proj_both)) };
   const ev = evaluateDemo({ uid: last.uid, status: last.status, columns }, cfg.ds.truth, {
-    scores: [...DEMO_SCORES, ...extraScores],
+    scores: [...DEMO_SCORES, ...extraScores(steps)],
     filters: [...DEMO_FILTERS, ...extraFilters],
     seed: cfg.seed,
   });
@@ -131,7 +133,7 @@ for (const cfg of configs) results.push(await scoreConfig(cfg, 'heads', proxySte
 let full = null;
 if (values['full-proxies']) {
   const cfg = configs.find((c) => c.noise === 0.3) ?? configs[0];
-  full = await scoreConfig(cfg, 'full', [100, 400], 'full-proxy');
+  full = await scoreConfig(cfg, 'full', FULL_STEPS, 'full-proxy');
 }
 
 // 4. Tables.
@@ -192,7 +194,7 @@ const lines = [
   '',
 ];
 if (full) {
-  lines.push(`### Full proxies (a whole CLIP trained from the reference's initialisation on the ${Math.round(100 * full.noise)}% pool, seed ${full.seed}, checkpoint 400)`, '',
+  lines.push(`### Full proxies (a whole CLIP trained from the reference's initialisation on the ${Math.round(100 * full.noise)}% pool, seed ${full.seed}, checkpoint ${FULL_STEPS[FULL_STEPS.length - 1]})`, '',
     '| score | AUROC | precision at noise rate |', '|---|---|---|',
     ...full.report.scores.map((s) => `| ${s.label} | ${s.auroc.toFixed(3)} | ${s.precisionAtNoiseRate.toFixed(3)} |`), '',
     `Zero-shot top-1 of the pool images among their names, per checkpoint: ${full.zeroShot.join(', ')}.`, '');

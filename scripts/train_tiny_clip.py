@@ -67,6 +67,10 @@ import clip_model as cm  # noqa: E402
 import export_bundle as eb  # noqa: E402
 from clip_tokenizer_ref import Reference as ClipTokenizer  # noqa: E402
 
+# The npm packages of the styles (src/demo/catalog.ts), as the samples' urls name them.
+STYLE_PACKAGES = {'google': 'emoji-datasource-google', 'twitter': 'emoji-datasource-twitter',
+                  'apple': 'emoji-datasource-apple', 'facebook': 'emoji-datasource-facebook', 'openmoji': 'openmoji'}
+
 DEMO_CONFIG = cm.ClipConfig(
     embed_dim=32,
     vision=cm.VisionConfig(image_size=32, patch_size=8, width=64, layers=2, heads=4),
@@ -165,11 +169,22 @@ class PairSet:
         image_key = lambda s: next(k for k in ('jpg', 'jpeg', 'png', 'webp') if k in s)
         self.pixels = torch.stack([preprocess(s[image_key(s)], cfg.vision.image_size) for s in samples])
         self.captions = [s['txt'].decode('utf-8') for s in samples]
-        self.uids = [json.loads(s['json'])['uid'] for s in samples]
+        metas = [json.loads(s['json']) for s in samples]
+        self.uids = [m['uid'] for m in metas]
+        self.urls = [m.get('url', '') for m in metas]
         self.ids = torch.tensor([tok.tokenize(c, cfg.text.context_length) for c in self.captions], dtype=torch.int64)
 
     def __len__(self) -> int:
         return len(self.captions)
+
+    def subset(self, keep: Sequence[int]) -> 'PairSet':
+        out = PairSet.__new__(PairSet)
+        idx = torch.tensor(list(keep), dtype=torch.int64)
+        out.pixels, out.ids = self.pixels[idx], self.ids[idx]
+        out.captions = [self.captions[i] for i in keep]
+        out.uids = [self.uids[i] for i in keep]
+        out.urls = [self.urls[i] for i in keep]
+        return out
 
 
 def normalise(pixels_u8: torch.Tensor) -> torch.Tensor:
@@ -241,12 +256,35 @@ def train(model: cm.CLIP, data: PairSet, steps: int, batch: int, lr: float, seed
     model.eval()
 
 
+def per_sample_loss(h: torch.Tensor, t: torch.Tensor, wv: torch.Tensor, wt: torch.Tensor,
+                    logit_scale: torch.Tensor) -> torch.Tensor:
+    """L_i = ½(CE(S[i,:], i) + CE(S[:,i], i)) for every pair of the batch (DESIGN §5)."""
+    x = F.normalize(h @ wv, dim=-1)
+    y = F.normalize(t @ wt, dim=-1)
+    logits = logit_scale.exp() * x @ y.T
+    target = torch.arange(len(h))
+    return 0.5 * (F.cross_entropy(logits, target, reduction='none') + F.cross_entropy(logits.T, target, reduction='none'))
+
+
+def mimic_scores(h, t, wv, wt, logit_scale, ref_v, ref_t) -> torch.Tensor:
+    """m_i = ⟨−∂L_i/∂W, D⟩/‖D‖ over both heads, D = W_ref − W: one forward-mode derivative along D gives all i."""
+    dv, dt = (ref_v - wv).detach(), (ref_t - wt).detach()
+    f = lambda a, b: per_sample_loss(h, t, a, b, logit_scale.detach())
+    _, along = torch.autograd.functional.jvp(f, (wv.detach(), wt.detach()), (dv, dt))
+    return -along / (dv.pow(2).sum() + dt.pow(2).sum()).sqrt().clamp_min(1e-12)
+
+
 def train_heads(model: CompactCLIP, init: CompactCLIP, data: PairSet, steps: int, batch: int, lr: float, seed: int,
-                checkpoints: Sequence[int], on_checkpoint, log_every: int = 100) -> None:
+                checkpoints: Sequence[int], on_checkpoint, log_every: int = 100,
+                online_tau: Optional[float] = None, ref_heads: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> None:
     """Train only the projections and the temperature, from `init`'s, on the features of `model`'s frozen encoders.
 
     The proxy then shares the reference's feature basis exactly, as in the paper's linear-probe experiments, so
     the direction W_ref − W between their heads is expressed in the features both of them read.
+
+    With `online_tau`, the paper's online stage: each batch's per-sample losses are weighted by softmax(m/τ) of
+    their mimic scores against `ref_heads` (instead of the plain mean), so that pairs whose gradient points away
+    from the reference count less.
     """
     with torch.no_grad():
         model.visual.proj.copy_(init.visual.proj)
@@ -266,11 +304,13 @@ def train_heads(model: CompactCLIP, init: CompactCLIP, data: PairSet, steps: int
             pos = 0
         idx = order[pos:pos + batch]
         pos += batch
-        x = F.normalize(feats_i[idx] @ model.visual.proj, dim=-1)
-        y = F.normalize(feats_t[idx] @ model.text_projection, dim=-1)
-        logits = model.logit_scale.exp() * x @ y.T
-        target = torch.arange(len(idx))
-        loss = 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        h, t = feats_i[idx], feats_t[idx]
+        losses = per_sample_loss(h, t, model.visual.proj, model.text_projection, model.logit_scale)
+        if online_tau is None:
+            loss = losses.mean()
+        else:
+            m = mimic_scores(h, t, model.visual.proj, model.text_projection, model.logit_scale, *ref_heads)
+            loss = (torch.softmax(m / online_tau, dim=0).detach() * losses).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -284,6 +324,22 @@ def train_heads(model: CompactCLIP, init: CompactCLIP, data: PairSet, steps: int
             running = 0.0
         if step in checkpoints:
             on_checkpoint(step, model)
+
+
+@torch.no_grad()
+def retrieval_top1(model: cm.CLIP, data: PairSet) -> Tuple[float, float]:
+    """Image→text and text→image top-1 among all the pairs of `data` (a held-out retrieval check)."""
+    x = torch.cat([F.normalize(model.image_features(normalise(data.pixels[i:i + 512])) @ model.visual.proj, dim=-1)
+                   for i in range(0, len(data), 512)])
+    y = torch.cat([F.normalize(model.text_features(data.ids[i:i + 512]) @ model.text_projection, dim=-1)
+                   for i in range(0, len(data), 512)])
+    sim = x @ y.T
+    # Pairs with the same caption (the same emoji and phrasing in two styles) all count as a hit.
+    ids = {c: i for i, c in enumerate(sorted(set(data.captions)))}
+    cap = torch.tensor([ids[c] for c in data.captions])
+    i2t = (cap[sim.argmax(dim=1)] == cap).float().mean().item()
+    t2i = (cap[sim.argmax(dim=0)] == cap).float().mean().item()
+    return i2t, t2i
 
 
 @torch.no_grad()
@@ -336,6 +392,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                         'full: a whole CLIP trained from the initialisation')
     p.add_argument('--proxy-steps', default='50,400', help='checkpoints of the proxy run (the last one ends it)')
     p.add_argument('--proxy-lr', type=float, default=1e-3, help='learning rate of heads-only proxies')
+    p.add_argument('--online-tau', type=float, metavar='TAU',
+                   help='heads-only proxies: weight each batch by softmax(mimic score / TAU) (the paper\'s online '
+                        'stage) instead of the plain mean')
+    p.add_argument('--heldout', action='store_true',
+                   help='report retrieval top-1 at each proxy checkpoint on a held-out clean set: the reference '
+                        'set\'s pool-style drawings of the emoji kept out of the pool')
     p.add_argument('--reference-checkpoint', metavar='PT',
                    help='the reference\'s PyTorch weights: written by --stage reference/all, read by --stage proxies')
     p.add_argument('--batch', type=int, default=256)
@@ -389,6 +451,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     zero_shot = lambda m: zero_shot_accuracy(m, pool.pixels, names, pool_labels, tok)
     print(f'pool: {len(pool)} pairs ({time.time() - t0:.0f} s to read)', flush=True)
 
+    heldout: Optional[PairSet] = None
+    if args.heldout:
+        packages = tuple(f'npm:{STYLE_PACKAGES[s]}@' for s in truth['poolStyles'])
+        everything = PairSet(shards(os.path.join(args.data, 'reference')), tok, cfg)
+        heldout = everything.subset([i for i, u in enumerate(everything.urls) if u.startswith(packages)])
+        print(f'held-out set: {len(heldout)} clean pairs in the pool styles, of emoji kept out of the pool', flush=True)
+
     reference: Optional[CompactCLIP] = None
     if args.stage in ('all', 'reference'):
         t0 = time.time()
@@ -410,9 +479,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             m.eval()
             acc = zero_shot(m)
             print(f'proxy step {step}: zero-shot top-1 of the pool images: {acc:.3f}', flush=True)
+            if heldout is not None:
+                i2t, t2i = retrieval_top1(m, heldout)
+                print(f'proxy step {step}: held-out retrieval top-1 image->text {i2t:.4f} text->image {t2i:.4f}',
+                      flush=True)
             name = f'{args.proxy_prefix}-{step}'
             recipe = {'base': {'kind': 'trained', **common, 'data': {**data_info, 'set': 'pool'},
-                               'proxy_mode': args.proxy_mode,
+                               'proxy_mode': args.proxy_mode, 'online_tau': args.online_tau,
                                'lr': args.proxy_lr if args.proxy_mode == 'heads' else args.lr,
                                'steps': step, 'run_steps': proxy_steps[-1], 'pool_zero_shot_top1': round(acc, 4)},
                       'perturb': []}
@@ -422,10 +495,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             if reference is None:
                 reference = CompactCLIP(cfg, kept)
                 reference.load_state_dict(torch.load(args.reference_checkpoint))
+            ref_heads = (reference.visual.proj.detach().clone(), reference.text_projection.detach().clone())
             proxy = reference  # the reference is exported already: its encoders are reused, its heads replaced
             proxy.eval()
             train_heads(proxy, init, pool, proxy_steps[-1], args.batch, args.proxy_lr, args.data_seed + 1,
-                        proxy_steps, save)
+                        proxy_steps, save, online_tau=args.online_tau, ref_heads=ref_heads)
         else:
             proxy = build_init(cfg, kept, args.seed)
             train(proxy, pool, proxy_steps[-1], args.batch, args.lr, args.data_seed + 1, 'proxy', proxy_steps, save)
