@@ -31,3 +31,4 @@ export * from './filter/index.js';
 export { reshard, RESHARD_FORMAT, RESHARD_MANIFEST, type ReshardOptions, type ReshardSummary, type ReshardProgress, type ReshardKeyFormat } from './wds/reshard.js';
 export { readSelection, KeyMultiset, uidWords, keyWords, rowWords, type Selection, type SelectionKind, type ReadSelectionOptions } from './wds/reshard-select.js';
 export { verifyOutputShard, outputShardName, RESHARD_STATS_FORMAT, type OutputShardStats, type InputPosition } from './wds/reshard-output.js';
+export * as demo from './demo/index.js';
