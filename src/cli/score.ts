@@ -118,7 +118,10 @@ export function formatSummary(s: ScoreSummary): string {
     `scored ${s.shards.scored} shard(s) of ${s.shards.mine} (worker ${s.workerIndex} of ${s.numWorkers}; ${s.shards.alreadyDone} already done)` +
       (s.shards.failed ? `, ${s.shards.failed} failed` : ''),
     `samples: ${s.samples}` + Object.entries(s.statuses).sort((a, b) => b[1] - a[1]).map(([k, v]) => `  ${k} ${v}`).join(''),
-    `time: ${formatDuration(s.wallS)}, ${s.samplesPerS.toFixed(1)} samples/s${s.provider ? ` on ${s.provider}` : ''}`,
+    `time: ${formatDuration(s.wallS)}, ${s.samplesPerS.toFixed(1)} samples/s${s.provider ? ` on ${s.provider}` : ''}` +
+      (s.wallS - s.loadS > 0 && s.inferenceBusyS > 0
+        ? ` (loading ${formatDuration(s.loadS)}; model busy ${Math.min(100, (100 * s.inferenceBusyS) / (s.wallS - s.loadS)).toFixed(0)}% of the rest)`
+        : ''),
     `scores: ${s.out}`,
   ];
   for (const f of s.failedShards.slice(0, 10)) lines.push(`failed: ${f.shard}: ${f.error}`);

@@ -34,6 +34,8 @@ export class InferenceClient {
   private readonly pending = new Map<number, { resolve: (r: BatchResult) => void; reject: (e: Error) => void }>();
   private waiters: (() => void)[] = [];
   private failure: Error | null = null;
+  /** Time the inference thread spent running batches: next to the wall time, it tells model-bound from input-bound. */
+  busyMs = 0;
 
   private constructor(
     private readonly worker: Worker,
@@ -45,7 +47,10 @@ export class InferenceClient {
       if (m.type === 'result' || m.type === 'error') {
         const p = this.pending.get(m.seq);
         this.pending.delete(m.seq);
-        if (m.type === 'result') p?.resolve({ scores: m.scores, refClipSim: m.refClipSim });
+        if (m.type === 'result') {
+          this.busyMs += m.busyMs;
+          p?.resolve({ scores: m.scores, refClipSim: m.refClipSim });
+        }
         else p?.reject(revive(m.error));
         this.wake();
       }

@@ -35,7 +35,7 @@ export interface SerializedError {
 export type WorkerMessage =
   | { type: 'ready'; provider: string; deviceId?: number }
   | { type: 'fatal'; error: SerializedError }
-  | { type: 'result'; seq: number; scores: Record<string, BatchScores>; refClipSim: Float32Array | null }
+  | { type: 'result'; seq: number; scores: Record<string, BatchScores>; refClipSim: Float32Array | null; busyMs: number }
   | { type: 'error'; seq: number; error: SerializedError };
 
 export type ParentMessage = BatchRequest | { type: 'close' };

@@ -63,6 +63,7 @@ async function start(init: InferenceInit): Promise<void> {
   }
 
   const runBatch = async (req: BatchRequest): Promise<void> => {
+    const started = performance.now();
     const scores: Record<string, BatchScores> = {};
     for (const c of checkpoints) {
       const image = await c.encoders.imageFeatures(req.pixels, req.n);
@@ -93,7 +94,7 @@ async function start(init: InferenceInit): Promise<void> {
       });
       refClipSim = (out[CLIP_SIM_OUTPUT] as ort.Tensor).data as Float32Array;
     }
-    post({ type: 'result', seq: req.seq, scores, refClipSim });
+    post({ type: 'result', seq: req.seq, scores, refClipSim, busyMs: performance.now() - started });
   };
 
   // Batches are run one at a time, in the order they arrive: the filler rows depend on that order.

@@ -39,6 +39,13 @@ export interface ScoreSummary {
   statuses: Record<string, number>;
   wallS: number;
   samplesPerS: number;
+  /** Planning, checking done shards and loading the models: the wall time before the first sample is read. */
+  loadS: number;
+  /**
+   * Time the inference thread spent running batches. Close to wallS − loadS means the run is model-bound (faster
+   * decoding would not help); well below it means the model waits for input (raise --decode-concurrency).
+   */
+  inferenceBusyS: number;
 }
 
 /** How often the worker manifest is rewritten: it is a report, the score files are the authority. */
@@ -97,6 +104,8 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     statuses: {},
     wallS: 0,
     samplesPerS: 0,
+    loadS: 0,
+    inferenceBusyS: 0,
   };
   log().info({ worker: `${o.workerIndex}/${n}`, shards: plan.mine.length, alreadyDone, todo: todo.length }, 'scoring plan');
   if (todo.length === 0) {
@@ -132,6 +141,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   summary.provider = inference.provider;
   manifest.provider = inference.provider + (inference.deviceId === undefined ? '' : `:${inference.deviceId}`);
   log().info({ provider: manifest.provider, checkpoints: plan.checkpoints.map((c) => c.name) }, 'models loaded');
+  summary.loadS = (performance.now() - started) / 1000;
 
   const expected = await expectedSamples(todo.map((t) => t.shard));
   const progress = (): ScoreProgress => ({
@@ -203,6 +213,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   await writeWorkerManifest(o.out, manifest);
   summary.wallS = (performance.now() - started) / 1000;
   summary.samplesPerS = summary.samples / summary.wallS;
+  summary.inferenceBusyS = inference.busyMs / 1000;
   return summary;
 }
 
