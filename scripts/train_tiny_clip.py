@@ -395,6 +395,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument('--online-tau', type=float, metavar='TAU',
                    help='heads-only proxies: weight each batch by softmax(mimic score / TAU) (the paper\'s online '
                         'stage) instead of the plain mean')
+    p.add_argument('--oracle-clean', action='store_true',
+                   help='train the proxies on the pool\'s truly clean pairs only (reads truth.json: an upper bound '
+                        'for filtering, for experiments)')
     p.add_argument('--heldout', action='store_true',
                    help='report retrieval top-1 at each proxy checkpoint on a held-out clean set: the reference '
                         'set\'s pool-style drawings of the emoji kept out of the pool')
@@ -486,23 +489,31 @@ def main(argv: Optional[List[str]] = None) -> int:
             name = f'{args.proxy_prefix}-{step}'
             recipe = {'base': {'kind': 'trained', **common, 'data': {**data_info, 'set': 'pool'},
                                'proxy_mode': args.proxy_mode, 'online_tau': args.online_tau,
+                               **({'oracle_clean': True} if args.oracle_clean else {}),
                                'lr': args.proxy_lr if args.proxy_mode == 'heads' else args.lr,
                                'steps': step, 'run_steps': proxy_steps[-1], 'pool_zero_shot_top1': round(acc, 4)},
                       'perturb': []}
             export(m, os.path.join(args.out, name), name, vocab, recipe, args.verify)
 
+        train_set = pool
+        if args.oracle_clean:
+            train_set = pool.subset([i for i, u in enumerate(pool.uids) if rows[u]['label'] == 'clean'])
+            print(f'oracle: training the proxies on the {len(train_set)} clean pairs of the pool', flush=True)
         if args.proxy_mode == 'heads':
             if reference is None:
                 reference = CompactCLIP(cfg, kept)
                 reference.load_state_dict(torch.load(args.reference_checkpoint))
             ref_heads = (reference.visual.proj.detach().clone(), reference.text_projection.detach().clone())
+            if heldout is not None:
+                i2t, t2i = retrieval_top1(reference.eval(), heldout)
+                print(f'reference: held-out retrieval top-1 image->text {i2t:.4f} text->image {t2i:.4f}', flush=True)
             proxy = reference  # the reference is exported already: its encoders are reused, its heads replaced
             proxy.eval()
-            train_heads(proxy, init, pool, proxy_steps[-1], args.batch, args.proxy_lr, args.data_seed + 1,
+            train_heads(proxy, init, train_set, proxy_steps[-1], args.batch, args.proxy_lr, args.data_seed + 1,
                         proxy_steps, save, online_tau=args.online_tau, ref_heads=ref_heads)
         else:
             proxy = build_init(cfg, kept, args.seed)
-            train(proxy, pool, proxy_steps[-1], args.batch, args.lr, args.data_seed + 1, 'proxy', proxy_steps, save)
+            train(proxy, train_set, proxy_steps[-1], args.batch, args.lr, args.data_seed + 1, 'proxy', proxy_steps, save)
     return 0
 
 
