@@ -45,9 +45,11 @@ try {
   });
   const c = ds.truth.counts;
   const t = ds.truth;
-  console.log(`wrote ${values.out}: ${t.emoji} emoji; reference ${c.reference} samples in ` +
-    `${ds.referenceShards.length} shards (${t.referenceStyles.join(', ')}, and every style for ` +
-    `${Math.round(100 * t.referenceOnly)}% of the emoji, kept out of the pool); pool ${c.pool} samples in ` +
+  const reference = values['pool-only']
+    ? 'reference not written (--pool-only)'
+    : `reference ${c.reference} samples in ${ds.referenceShards.length} shards (${t.referenceStyles.join(', ')}, and ` +
+      `every style for ${Math.round(100 * t.referenceOnly)}% of the emoji, kept out of the pool)`;
+  console.log(`wrote ${values.out}: ${t.emoji} emoji; ${reference}; pool ${c.pool} samples in ` +
     `${ds.poolShards.length} shards (${ds.truth.poolStyles.join(', ')}): ${c.clean} clean, ${c.swapped} swapped, ` +
     `${c.corrupted} corrupted; truth in ${ds.truthFile} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
 } catch (e) {
