@@ -1,7 +1,8 @@
 /**
  * The emoji catalogue behind the demo data: the emoji of the npm packages `emoji-datasource-{google,twitter,
- * apple,facebook}` (MIT; images © Google, Twitter, Apple, Facebook under their own terms, see each package's
- * README) and `openmoji` (CC BY-SA 4.0), joined on the Unicode code point sequence. Names and keywords are the
+ * apple,facebook}` (data MIT; images under their makers' terms: Google's Noto Apache 2.0, Twitter's Twemoji
+ * CC BY 4.0, Apple's © Apple and not licensed for commercial use, Facebook's without a clear licence) and
+ * `openmoji` (CC BY-SA 4.0), joined on the Unicode code point sequence. Names and keywords are the
  * Unicode CLDR annotations that OpenMoji ships (lower case, e.g. "grinning face with big eyes"); categories come
  * from emoji-datasource. Skin-tone variants and components are left out: they differ from their base emoji by a
  * swatch, which would make a swapped caption undetectable by construction.

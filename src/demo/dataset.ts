@@ -2,8 +2,9 @@
  * The demo dataset: real emoji images with captions, written as WebDataset shards in the img2dataset / DataComp
  * layout (`{key}.jpg`, `{key}.txt`, `{key}.json` with a 32-hex `uid`, url, sizes, caption). Two parts:
  *
- * - `reference/`: clean pairs in some styles (by default Google's and Twitter's drawings), to train a reference CLIP;
- * - `pool/`: the same emoji drawn in other styles (Apple, Facebook, OpenMoji), in which a known fraction of
+ * - `reference/`: clean pairs in some styles (by default Google's drawings, plus every default style for half of the
+ *   emoji), to train a reference CLIP;
+ * - `pool/`: the other emoji drawn in other styles (by default Twitter's and OpenMoji's), in which a known fraction of
  *   captions is replaced: *swapped* with another emoji's caption or *corrupted* into unrelated text.
  *
  * `truth.json` records every pool row's label. The choice of noisy rows is nested across noise rates (the noisy
@@ -70,8 +71,10 @@ export const DEMO_DATASET_DEFAULTS = {
   seed: 0,
   noise: 0.3,
   swapShare: 0.5,
-  referenceStyles: ['google', 'twitter'] as readonly EmojiStyle[],
-  poolStyles: ['apple', 'facebook', 'openmoji'] as readonly EmojiStyle[],
+  // The styles whose image licences allow redistribution and any use: Noto (Apache 2.0), Twemoji (CC BY 4.0),
+  // OpenMoji (CC BY-SA 4.0). Apple's (not licensed for commercial use) and Facebook's (no clear licence) are opt-in.
+  referenceStyles: ['google'] as readonly EmojiStyle[],
+  poolStyles: ['twitter', 'openmoji'] as readonly EmojiStyle[],
   referenceOnly: 0.5,
   samplesPerShard: 1000,
   imageSize: 64,

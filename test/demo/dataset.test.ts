@@ -103,10 +103,11 @@ describe('demo dataset', () => {
     const poolEmoji = new Set(t.rows.map((r) => r.hexcode));
     const refUrls = reference.map((s) => String(s.json.url));
     const hex = (url: string) => url.replace(/^.*\//, '').replace(/\.(png|svg)$/, '').toUpperCase();
-    const refOnly = new Set(refUrls.filter((u) => /apple|facebook|openmoji/.test(u)).map(hex));
+    const refOnly = new Set(refUrls.filter((u) => /twitter|openmoji/.test(u)).map(hex));
     expect(refOnly.size).toBeGreaterThan(5);
     for (const h of refOnly) expect(poolEmoji.has(h)).toBe(false);
-    expect(new Set(t.rows.map((r) => r.style))).toEqual(new Set(['apple', 'facebook', 'openmoji']));
+    expect(new Set(t.rows.map((r) => r.style))).toEqual(new Set(['twitter', 'openmoji']));
+    expect(new Set(reference.map((s) => String(s.json.url).split('@')[0]))).toEqual(new Set(['npm:emoji-datasource-google', 'npm:emoji-datasource-twitter', 'npm:openmoji']));
   });
 
   it('is deterministic: the same options give the same bytes, without the image cache too', async () => {
