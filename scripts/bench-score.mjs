@@ -17,7 +17,7 @@
 //
 // Usage: npm run bench:score [-- --models tiny,vit-b-32] [--samples-tiny 2048] [--samples-vit 384]
 //          [--batch-tiny 256] [--batch-vit 64] [--shard-size 128] [--repeats 1] [--no-torch] [--cache DIR]
-//          [--threads N] [--json]
+//          [--threads N] [--torch-threads N] [--json]
 // Bundles (ViT-B/32: ~600 MB each, made once with scripts/export_bundle.py) and shards are cached under --cache
 // (default /tmp/mimic-bench-score); nothing is written into the repository.
 import { spawnSync } from 'node:child_process';
@@ -93,7 +93,7 @@ async function main() {
     let torchRun = null;
     if (torch) {
       const scores = join(lastOut, 'torch-scores.json');
-      torchRun = runTorch(b, shards, batch, scores);
+      torchRun = runTorch(b, shards, batch, scores, Number(opt('torch-threads', '0')));
       console.log(`  agreement with torch (same batches; PIL vs libvips resize, PyTorch vs onnxruntime kernels): ${await agreement(lastOut, scores)}`);
       report('torch eager, end to end', { ...torchRun, wallS: torchRun.processWallS, rate: torchRun.samples / torchRun.processWallS });
       report('torch eager, after loading', { ...torchRun, wallS: torchRun.steadyS, rate: torchRun.samples / torchRun.steadyS });
@@ -214,11 +214,15 @@ async function agreement(out, torchScores) {
   }).join(', ');
 }
 
-function runTorch(b, shards, batch, scores) {
+function runTorch(b, shards, batch, scores, torchThreads) {
   const t0 = performance.now();
   const files = Array.from({ length: shards.count }, (_, s) => join(shards.dir, `shard-${String(s).padStart(5, '0')}.tar`));
   const r = spawnSync(PYTHON, [join(REPO, 'scripts/torch_score_baseline.py'), '--bundle', b.reference, '--proxy-ckpt', b.proxyCkpt,
-    '--reference-ckpt', b.referenceCkpt, '--batch-size', String(batch), '--scores', scores, ...files], { encoding: 'utf8', maxBuffer: 1 << 26 });
+    '--reference-ckpt', b.referenceCkpt, '--batch-size', String(batch), '--scores', scores,
+    // torch's own default unless --torch-threads: what a straightforward script gets (1 on the build machines,
+    // where 2 threads measured slower: OpenMP's barriers on a shared second core, most of all in the small
+    // per-sample backward passes).
+    ...(torchThreads ? ['--threads', String(torchThreads)] : []), ...files], { encoding: 'utf8', maxBuffer: 1 << 26 });
   const wall = (performance.now() - t0) / 1000;
   if (r.status !== 0) throw new Error(`torch_score_baseline.py failed:\n${r.stderr}`);
   const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{"result"')).at(-1);

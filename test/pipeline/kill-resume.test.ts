@@ -64,9 +64,17 @@ describe('kill and resume', () => {
       // next launch has nothing to score and must still record that shard in the manifest.
       'before-manifest:2',
     ];
-    for (const fault of faults) {
+    for (const [k, fault] of faults.entries()) {
       const r = await mimicAsync(args(out), { env: { MIMIC_FAULT: fault } });
       expect(r.signal, `${fault}: ${r.stderr}`).toBe('SIGKILL');
+      if (k === 0) {
+        // Killed before its first rename: only a temporary file of shard 0, which status calls partial.
+        expect(tempFilesIn(out)).toEqual([expect.stringMatching(/^a\/s0\.tar\.arrow\.tmp-/)]);
+        const st = mimic(['status', out]);
+        expect(st.status).toBe(1);
+        expect(st.stdout).toMatch(/done 0\s+failed 0\s+partial 1\s+missing 4/);
+        expect(st.stdout).toMatch(/partial\s+s0\.tar \(worker 0\)/);
+      }
     }
     // A kill before a rename leaves the temporary file, which the next launch removes.
     const last = mimic(args(out));
