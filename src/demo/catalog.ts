@@ -48,6 +48,11 @@ export interface EmojiEntry {
 export interface CatalogOptions {
   /** Folder to resolve the npm packages from (default: this package's own node_modules). */
   resolveFrom?: string;
+  /**
+   * Styles whose images are wanted (default: all). Only their packages are needed, plus emoji-datasource-google
+   * (the emoji list) and openmoji (the names): the others may be missing.
+   */
+  styles?: readonly EmojiStyle[];
 }
 
 interface DatasourceRow {
@@ -102,8 +107,11 @@ export function loadEmojiCatalog(opts: CatalogOptions = {}): EmojiEntry[] {
   const om = packageRoot(STYLE_PACKAGES.openmoji, opts);
   const annotations = new Map<string, OpenMojiRow>();
   for (const r of readJson<OpenMojiRow[]>(join(om.root, 'data', 'openmoji.json'))) annotations.set(r.hexcode, r);
+  const wanted = new Set<EmojiStyle>(opts.styles ?? EMOJI_STYLES);
   const roots = new Map<EmojiStyle, { root: string; version: string }>([['google', google], ['openmoji', om]]);
-  for (const style of ['twitter', 'apple', 'facebook'] as const) roots.set(style, packageRoot(STYLE_PACKAGES[style], opts));
+  for (const style of ['twitter', 'apple', 'facebook'] as const) {
+    if (wanted.has(style)) roots.set(style, packageRoot(STYLE_PACKAGES[style], opts));
+  }
 
   const entries: EmojiEntry[] = [];
   for (const r of [...rows].sort((a, b) => a.sort_order - b.sort_order)) {
@@ -113,13 +121,15 @@ export function loadEmojiCatalog(opts: CatalogOptions = {}): EmojiEntry[] {
     if (!a || !a.annotation) continue;
     const images: EntryImages = {};
     for (const style of ['google', 'twitter', 'apple', 'facebook'] as const) {
-      if (!r[`has_img_${style}`]) continue;
+      if (!wanted.has(style) || !r[`has_img_${style}`]) continue;
       const { root, version } = roots.get(style)!;
       const rel = `img/${style}/64/${r.image}`;
       images[style] = { file: join(root, rel), url: `npm:${STYLE_PACKAGES[style]}@${version}/${rel}`, format: 'png' };
     }
-    const rel = `color/svg/${a.hexcode}.svg`;
-    images.openmoji = { file: join(om.root, rel), url: `npm:openmoji@${om.version}/${rel}`, format: 'svg' };
+    if (wanted.has('openmoji')) {
+      const rel = `color/svg/${a.hexcode}.svg`;
+      images.openmoji = { file: join(om.root, rel), url: `npm:openmoji@${om.version}/${rel}`, format: 'svg' };
+    }
     entries.push({
       hexcode: r.unified,
       name: a.annotation.trim(),

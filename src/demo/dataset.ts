@@ -169,7 +169,10 @@ export async function buildDemoDataset(options: DemoDatasetOptions): Promise<Dem
     ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)),
   } as Required<Omit<DemoDatasetOptions, 'limit' | 'imageCache' | 'resolveFrom' | 'writeReference'>> & DemoDatasetOptions;
   checkOptions(o);
-  let entries = loadEmojiCatalog(o.resolveFrom ? { resolveFrom: o.resolveFrom } : {});
+  let entries = loadEmojiCatalog({
+    styles: [...o.referenceStyles, ...o.poolStyles],
+    ...(o.resolveFrom ? { resolveFrom: o.resolveFrom } : {}),
+  });
   if (o.limit !== undefined) {
     if (!Number.isInteger(o.limit) || o.limit < 2) throw new MimicError('E_USAGE', `demo dataset: limit must be an integer ≥ 2, got ${o.limit}`);
     // A subset fixed by the code points alone, spread over every category.

@@ -136,6 +136,17 @@ describe('demo dataset', () => {
     expect(other.truth.rows.map((r) => r.uid)).not.toEqual(ds.truth.rows.map((r) => r.uid));
   });
 
+  it('needs only the packages of the styles it uses, and names a missing one', async () => {
+    const catalog = loadEmojiCatalog({ styles: ['google', 'twitter'] });
+    expect(catalog.every((e) => !e.images.apple && !e.images.openmoji && e.images.google)).toBe(true);
+    // Resolved from a folder without node_modules, nothing can be found: the error says what to install.
+    await expect(buildDemoDataset({ ...OPTS, out: join(tmp, 'g'), resolveFrom: tmp })).rejects.toMatchObject({
+      code: 'E_USAGE',
+      message: expect.stringMatching(/needs the npm package emoji-datasource-google/),
+      hint: expect.stringMatching(/npm ci/),
+    });
+  });
+
   it('refuses bad options and a non-empty folder with clear errors', async () => {
     await expect(buildDemoDataset({ ...OPTS, out: join(tmp, 'e'), noise: 1 })).rejects.toThrow(/noise must be in \[0, 1\)/);
     await expect(buildDemoDataset({ ...OPTS, out: join(tmp, 'e'), poolStyles: ['google'] })).rejects.toThrow(/google is in both/);
