@@ -1,7 +1,7 @@
 /**
  * The column names a rule may use: every float column of the score files, short aliases, and the columns that
  * DataComp's metadata or caption filters add when they are given. Aliases:
- *   mimic_visual / mimic_text / mimic_both → mimic_proj_visual / mimic_proj_text / mimic_proj_both
+ *   mimic_visual / mimic_text / mimic_both → mimic_proj_visual / mimic_proj_text / mimic_proj_both; mimic → mimic_proj_both
  *   clip_score → ref_clip_sim (the reference model's image–text cosine, from `mimic score
  *                --reference-clip-score`), or clip_l14 / clip_b32 (DataComp's metadata) when chosen with
  *                --clip-score, and clip_l14 by default when DataComp metadata is given.
@@ -35,6 +35,8 @@ export class ColumnCatalog implements ColumnResolver {
     for (const c of FLOAT_COLUMNS) this.kinds.set(c, 'number');
     for (const [c, k] of side) this.kinds.set(c, k);
     for (const l of ['visual', 'text', 'both']) this.aliases.set(`mimic_${l}`, `mimic_proj_${l}`);
+    // The default layer: both heads as one vector found bad pairs best in the demo benchmark (README, Quality).
+    this.aliases.set('mimic', 'mimic_proj_both');
     const clip = clipScore === 'ref' ? 'ref_clip_sim' : `clip_${clipScore}`;
     if (!this.kinds.has(clip)) {
       throw new MimicError('E_USAGE', `--clip-score ${clipScore} needs ${clip}, which only DataComp metadata provides`,

@@ -31,6 +31,7 @@ describe('rule language', () => {
   it('accepts parentheses, numbers in every form, reversed operands and the rank functions', () => {
     expect(formatRule(parseRule('not (mimic_text < -1.5e-3 or (loss==2))', plain))).toBe('not (mimic_proj_text < -0.0015 or loss == 2)');
     expect(formatRule(parseRule('p20 <= mimic_both', plain))).toBe('p20 <= mimic_proj_both');
+    expect(formatRule(parseRule('mimic >= p70', plain))).toBe('mimic_proj_both >= p70');
     expect(formatRule(parseRule('.5 > clip_sim', plain))).toBe('0.5 > clip_sim');
     expect(formatRule(parseRule('loss = 3', plain))).toBe('loss == 3');
     expect(formatRule(parseRule('loss != 3', plain))).toBe('loss != 3');
