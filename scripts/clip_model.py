@@ -196,14 +196,27 @@ class CLIP(nn.Module):
     def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.visual.features(pixel_values)
 
+    def token_features(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings [B, L, width]; a model with another lookup (e.g. a compact table) overrides this."""
+        return self.token_embedding(input_ids)
+
     def text_features(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Pooled text features [B, width] at the end-of-text token, before the projection."""
-        x = self.token_embedding(input_ids) + self.positional_embedding
-        x = self.ln_final(self.transformer(x, self.attn_mask))
+        """Pooled text features [B, width] at the end-of-text token, before the projection.
+
+        Any length L <= context_length is accepted: the positional embedding and the causal mask are cut to L.
+        Because the mask is causal, no position sees a later one, so the features pooled at the end token do not
+        depend on what follows it: ids cut after the batch's last end token give the same features (up to float
+        rounding of the smaller matrix products) as the padded ones, at a fraction of the cost. The cut is
+        traced from the input's shape, so the exported graph keeps L symbolic.
+        """
+        n = input_ids.shape[1]
+        x = self.token_features(input_ids) + self.positional_embedding[:n]
+        x = self.ln_final(self.transformer(x, self.attn_mask[:n, :n]))
         eot = input_ids.argmax(dim=-1)
-        # gather rather than advanced indexing: it exports to a single GatherElements node.
+        # gather rather than advanced indexing: it exports to a single GatherElements node; flatten rather than
+        # squeeze, which becomes an If node once the sequence axis is symbolic.
         index = eot.reshape(-1, 1, 1).expand(-1, 1, x.shape[2])
-        return torch.gather(x, 1, index).squeeze(1)
+        return torch.gather(x, 1, index).flatten(1)
 
     def embed(self, pixel_values: torch.Tensor, input_ids: torch.Tensor):
         x = F.normalize(self.image_features(pixel_values) @ self.visual.proj, dim=-1)

@@ -5,7 +5,8 @@ A bundle is a folder:
   model.json          format, name, image {size, mean, std, resize, interpolation},
                       text {tokenizer, vocab, context_length, pad_id}, check, source (how it was made)
   visual.onnx         pixel_values float32 [B,3,S,S] -> image_features float32 [B,Dv] (pooled, before projection)
-  textual.onnx        input_ids int64 [B,L]          -> text_features float32 [B,Dt]  (pooled, before projection)
+  textual.onnx        input_ids int64 [B,L]          -> text_features float32 [B,Dt]  (pooled, before projection);
+                      L is symbolic (any length up to text.context_length) unless --text-length fixed
   heads.safetensors   visual_projection [Dv,P], text_projection [Dt,P], logit_scale [] (log space), float32
   <vocab>             the tokenizer's vocabulary (CLIP's bpe_simple_vocab_16e6.txt.gz)
   check.safetensors   a few fixed inputs and the source model's features and embeddings for them, so that any
@@ -32,6 +33,13 @@ Sources (exactly one):
   --init-from BUNDLE|CHECKPOINT     start from the weights of an existing bundle (rebuilt from the recipe in its
                                     model.json and checked bit for bit against its heads) or checkpoint; use with
                                     --perturb to make a proxy that shares the reference's lineage.
+
+--text-length dynamic (default) exports textual.onnx with a symbolic sequence axis: the positional embedding and
+the causal mask are cut to the input's length inside the graph, so a caller may cut each batch's ids after its last
+end-of-text token (mimic does) and get the same features, up to float rounding, for a fraction of the text
+encoder's cost. The export checks that in PyTorch (check captions cut to their batch's longest) and `mimic check`
+runs the ONNX file on them at several lengths. --text-length fixed keeps L = context_length (for runtimes that
+need static shapes); a model whose text tower cannot run on a cut length is exported fixed, with a note.
 
 --perturb EPS adds noise of relative size EPS to every parameter (W += EPS * rms(W) * N(0,1), seeded by --seed), so
 that ‖W' − W‖/‖W‖ ≈ EPS: the result shares the lineage (feature basis) of the model it came from.
@@ -74,6 +82,9 @@ CHECK_BATCH = 3
 CHECK_SEED = 20250110
 # Float32 through a different runtime: features agree to ~1e-6 in practice; this leaves room for other CPUs.
 CHECK_RTOL = 1e-4
+# Text features of ids cut after the batch's last end token against the full-length ones, in PyTorch: only the
+# matrix products' shapes differ (measured: 0 to 1e-7 relative on CPU), so 1e-5 flags any real dependence.
+TRIM_RTOL = 1e-5
 REPO = os.path.dirname(HERE)
 
 
@@ -376,10 +387,12 @@ def check_inputs(cfg: cm.ClipConfig, mean, std) -> Tuple[torch.Tensor, torch.Ten
     return pixels.float(), ids
 
 
-def export_onnx(module: torch.nn.Module, example: torch.Tensor, path: str, inp: str, out: str, width: int) -> None:
+def export_onnx(module: torch.nn.Module, example: torch.Tensor, path: str, inp: str, out: str, width: int,
+                dynamic_length: bool = False) -> None:
     import onnx
+    in_axes = {0: 'batch', 1: 'sequence'} if dynamic_length else {0: 'batch'}
     torch.onnx.export(module, (example,), path, input_names=[inp], output_names=[out],
-                      dynamic_axes={inp: {0: 'batch'}, out: {0: 'batch'}}, opset_version=OPSET,
+                      dynamic_axes={inp: in_axes, out: {0: 'batch'}}, opset_version=OPSET,
                       do_constant_folding=True)
     # PyTorch 1.13 leaves the feature axis symbolic after LayerNormalization; state it, so readers of the
     # graph's signature (and the bundle loader) see [batch, D].
@@ -406,7 +419,10 @@ def check_onnx_contract(path: str, inp: str, in_type: int, in_shape: List, out: 
 
     def dims(v):
         return [d.dim_value if d.HasField('dim_value') else d.dim_param for d in v.type.tensor_type.shape.dim]
-    if ins[0].type.tensor_type.elem_type != in_type or dims(ins[0])[1:] != in_shape:
+    # A str in in_shape stands for a symbolic axis of any name.
+    got = [d if isinstance(d, int) or not isinstance(want, str) else want
+           for d, want in zip(dims(ins[0])[1:], in_shape)]
+    if ins[0].type.tensor_type.elem_type != in_type or len(dims(ins[0])) != len(in_shape) + 1 or got != in_shape:
         raise ExportError(f'{path}: input {inp} has type {ins[0].type.tensor_type.elem_type} shape {dims(ins[0])}')
     o = graph.output[0]
     if o.type.tensor_type.elem_type != onnx.TensorProto.FLOAT or dims(o)[1:] != [out_dim]:
@@ -426,6 +442,26 @@ def verify_heads(label: str, ours: Tuple[torch.Tensor, torch.Tensor], theirs: Tu
             raise ExportError(f'{label}: {name} embeddings from the bundle heads differ from the source model '
                               f'(max relative error {err:.3g}); a projection is transposed or mis-mapped')
     return worst
+
+
+def trimmed_text_check(model: cm.CLIP, ids: torch.Tensor, full: torch.Tensor) -> Optional[float]:
+    """Features of ids cut after the last end token against the full-length ones: the max relative error, or
+    None when the model's text tower cannot run on a cut length (a subclass written for full context only)."""
+    keep = [b for b in range(ids.shape[0]) if int(ids[b].argmax()) + 1 < ids.shape[1]]
+    if not keep:
+        return None
+    length = max(int(ids[b].argmax()) + 1 for b in keep)
+    try:
+        cut = model.text_features(ids[keep, :length])
+    except RuntimeError:
+        return None
+    want = full[keep]
+    err = (cut - want).abs().max().item() / max(want.abs().max().item(), 1e-12)
+    if not err <= TRIM_RTOL:
+        raise ExportError(f'the text features of captions cut after their end token differ from the padded ones '
+                          f'(max relative error {err:.3g} > {TRIM_RTOL}): the text tower is not causal or does not '
+                          f'pool at the end token; export with --text-length fixed')
+    return err
 
 
 def compare_with_library(source: Source, args, pixels, ids, ours) -> Optional[str]:
@@ -503,14 +539,23 @@ def write_bundle(tmp: str, model: cm.CLIP, args, recipe: dict, source: Optional[
 
         export_onnx(cm.ImageFeatures(model), pixels[:2], os.path.join(tmp, 'visual.onnx'),
                     'pixel_values', 'image_features', cfg.vision.width)
+        dynamic = getattr(args, 'text_length', 'dynamic') == 'dynamic'
+        if dynamic:
+            err = trimmed_text_check(model, ids, ht)
+            if err is None:
+                dynamic = False
+                notes.append('text length fixed: the model\'s text tower does not run on ids cut to a shorter length')
+            else:
+                notes.append(f'text length dynamic: cut captions give the padded features (PyTorch, max relative '
+                             f'error {err:.1e})')
         export_onnx(cm.TextFeatures(model), ids[:2], os.path.join(tmp, 'textual.onnx'), 'input_ids',
-                    'text_features', cfg.text.width)
+                    'text_features', cfg.text.width, dynamic_length=dynamic)
     import onnx
     s = cfg.vision.image_size
     check_onnx_contract(os.path.join(tmp, 'visual.onnx'), 'pixel_values', onnx.TensorProto.FLOAT, [3, s, s],
                         'image_features', cfg.vision.width)
     check_onnx_contract(os.path.join(tmp, 'textual.onnx'), 'input_ids', onnx.TensorProto.INT64,
-                        [cfg.text.context_length], 'text_features', cfg.text.width)
+                        ['sequence' if dynamic else cfg.text.context_length], 'text_features', cfg.text.width)
 
     st.save(os.path.join(tmp, 'heads.safetensors'), heads, {'format': FORMAT})
     st.save(os.path.join(tmp, 'check.safetensors'), {
@@ -530,6 +575,7 @@ def write_bundle(tmp: str, model: cm.CLIP, args, recipe: dict, source: Optional[
             'exporter': 'scripts/export_bundle.py',
             'torch': torch.__version__,
             'opset': OPSET,
+            'text_length': 'dynamic' if dynamic else 'fixed',
             'architecture': cfg.to_dict(),
             'recipe': recipe,
         },
@@ -595,6 +641,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='also write the weights as an OpenCLIP-style state dict (.pt or .safetensors)')
     p.add_argument('--verify', choices=['auto', 'required', 'skip'], default='auto',
                    help='run the ONNX files with onnxruntime through `mimic check` (default: when built)')
+    p.add_argument('--text-length', choices=['dynamic', 'fixed'], default='dynamic',
+                   help='textual.onnx sequence axis: symbolic, up to the context length (default), or fixed to it')
     p.add_argument('--force', action='store_true', help='replace OUT if it exists')
     return p.parse_args(argv)
 
