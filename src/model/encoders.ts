@@ -1,12 +1,40 @@
 /**
  * A bundle's two encoder sessions on one device, with their declared signature checked again against the
  * session's own metadata (the authority once onnxruntime has parsed the file), and typed run helpers.
+ *
+ * When textual.onnx's sequence axis is symbolic, `textFeatures` cuts each batch's ids after its last end token
+ * (text-length.ts): same features up to float rounding, a fraction of the work. A probe on opening runs two
+ * captions padded to the full context and cut, and cuts only if they agree, so a text tower that is not causal
+ * or not pooled at the end token (an export from another tool) is run at the full length instead.
  */
 import * as ort from 'onnxruntime-node';
 import { MimicError, errorMessage } from '../errors.js';
+import { log } from '../log.js';
 import { TEXTUAL_IO, VISUAL_IO, type Bundle } from './bundle.js';
+import { maxRelError } from './linalg.js';
 import { cleanOrtMessage } from './providers.js';
 import { createSession, resolveDevice, type Provider, type SessionOptions } from './session.js';
+import { cutIds, pooledLength } from './text-length.js';
+
+export interface EncoderOptions extends SessionOptions {
+  /** Cut each batch's ids after its last end token when textual.onnx takes any length (default true). */
+  trimText?: boolean;
+}
+
+export interface TextLength {
+  /** textual.onnx declares a symbolic (or unknown) sequence axis rather than L = context_length. */
+  dynamic: boolean;
+  /** `textFeatures` cuts each batch's ids after its last end token. */
+  trimmed: boolean;
+  /** Why the ids are not cut, when they are not. */
+  reason?: string;
+}
+
+/**
+ * The probe's tolerance for cut against padded features, by precision: rounding of the smaller products is
+ * ~1e-7 relative in float32 (fp16 arithmetic rounds ~1e-3); a tower that reads the padding differs by far more.
+ */
+export const TRIM_PROBE_RTOL = { fp32: 1e-4, fp16: 1e-2 } as const;
 
 export interface Encoders {
   provider: Provider;
@@ -15,12 +43,14 @@ export interface Encoders {
   textual: ort.InferenceSession;
   /** pixels: float32 [batch,3,S,S] → image features [batch, dv]. */
   imageFeatures(pixels: Float32Array, batch: number): Promise<Float32Array>;
-  /** ids: int64 [batch, L] → text features [batch, dt]. */
+  /** How the text encoder's sequence axis is used. */
+  textLength: TextLength;
+  /** ids: int64 [batch, L] (L = context_length) → text features [batch, dt]; cut first when textLength.trimmed. */
   textFeatures(ids: BigInt64Array, batch: number): Promise<Float32Array>;
   release(): Promise<void>;
 }
 
-export async function openEncoders(bundle: Bundle, opts: SessionOptions = {}): Promise<Encoders> {
+export async function openEncoders(bundle: Bundle, opts: EncoderOptions = {}): Promise<Encoders> {
   // Resolve once so both towers land on the same provider even under `auto`.
   const target = await resolveDevice(opts.device);
   const device = target.provider === 'cuda' ? `cuda:${target.deviceId ?? 0}` : 'cpu';
@@ -60,11 +90,24 @@ export async function openEncoders(bundle: Bundle, opts: SessionOptions = {}): P
     return t.data as Float32Array;
   };
 
+  const runText = (ids: BigInt64Array, batch: number, n: number): Promise<Float32Array> =>
+    runOne(textual.session, bundle.paths.textual, TEXTUAL_IO.input, TEXTUAL_IO.output,
+      new ort.Tensor('int64', cutIds(ids, batch, L, n), [batch, n]), dt, batch);
+  let textLength: TextLength;
+  try {
+    textLength = await textLengthOf(textual.session, bundle, bundle.paths.textual, opts.trimText ?? true, TRIM_PROBE_RTOL.fp32, runText);
+  } catch (e) {
+    await visual.session.release();
+    await textual.session.release();
+    throw e;
+  }
+
   return {
     provider: visual.provider,
     ...(visual.deviceId === undefined ? {} : { deviceId: visual.deviceId }),
     visual: visual.session,
     textual: textual.session,
+    textLength,
     imageFeatures(pixels, batch) {
       if (pixels.length !== batch * 3 * s * s) {
         throw new MimicError('E_USAGE', `pixel batch has ${pixels.length} values, expected ${batch}×3×${s}×${s}`);
@@ -74,14 +117,64 @@ export async function openEncoders(bundle: Bundle, opts: SessionOptions = {}): P
     },
     textFeatures(ids, batch) {
       if (ids.length !== batch * L) throw new MimicError('E_USAGE', `id batch has ${ids.length} values, expected ${batch}×${L}`);
-      return runOne(textual.session, bundle.paths.textual, TEXTUAL_IO.input, TEXTUAL_IO.output,
-        new ort.Tensor('int64', ids, [batch, L]), dt, batch);
+      return runText(ids, batch, textLength.trimmed ? pooledLength(ids, batch, L) : L);
     },
     async release() {
       await visual.session.release();
       await textual.session.release();
     },
   };
+}
+
+/**
+ * Whether textual.onnx takes a symbolic sequence axis (onnxruntime's view of the input), and whether cutting is
+ * safe: two captions padded to the context and cut after their end tokens must give the same features. The
+ * padded run also proves that the graph runs at the manifest's context length, which a symbolic axis no longer
+ * shows (a positional table shorter than it would otherwise fail on the first long caption).
+ */
+async function textLengthOf(
+  session: ort.InferenceSession, bundle: Bundle, file: string, trim: boolean, rtol: number,
+  run: (ids: BigInt64Array, batch: number, n: number) => Promise<Float32Array>,
+): Promise<TextLength> {
+  const L = bundle.manifest.text.context_length;
+  const meta = session.inputMetadata[0];
+  const axis = meta && meta.isTensor ? meta.shape[1] : undefined;
+  const dynamic = !(typeof axis === 'number' && axis > 0);
+  if (!dynamic) return { dynamic, trimmed: false, reason: `${file} takes a fixed length (${axis} tokens)` };
+  if (!trim) return { dynamic, trimmed: false, reason: 'turned off (trimText: false)' };
+  // Start, three words, end; and an empty caption (start, end). CLIP's ids: 49406 start, 49407 end.
+  const words = [49406n, 320n, 1125n, 539n, 49407n];
+  if (L <= words.length) return { dynamic, trimmed: false, reason: `the context (${L} tokens) is too short to gain from cutting` };
+  const ids = new BigInt64Array(2 * L).fill(BigInt(bundle.manifest.text.pad_id));
+  ids.set(words, 0);
+  ids.set([49406n, 49407n], L);
+  let padded: Float32Array;
+  try {
+    padded = await run(ids, 2, L);
+  } catch (e) {
+    throw new MimicError('E_ONNX', `${file} does not run on ${L} tokens, the text.context_length of ` +
+      `${bundle.paths.manifest}: ${errorMessage(e)}`, {
+      file,
+      hint: 'set text.context_length to the length the text encoder was trained for (its positional embedding)',
+    });
+  }
+  const n = pooledLength(ids, 2, L);
+  let cut: Float32Array;
+  try {
+    cut = await run(ids, 2, n);
+  } catch (e) {
+    const reason = `${file} declares a symbolic sequence axis but does not run on ${n} tokens (${errorMessage(e)})`;
+    log().warn({ file }, `${reason}: running every caption at the full ${L} tokens`);
+    return { dynamic, trimmed: false, reason };
+  }
+  const err = maxRelError(cut, padded);
+  if (!(err <= rtol)) {
+    const reason = `captions cut after their end token give other features than padded ones (max relative error ` +
+      `${err.toExponential(1)}): the text tower is not causal or not pooled at the end token`;
+    log().warn({ file }, `${reason}; running every caption at the full ${L} tokens`);
+    return { dynamic, trimmed: false, reason };
+  }
+  return { dynamic, trimmed: true };
 }
 
 function checkMetadata(session: ort.InferenceSession, file: string, input: string, type: string, output: string): void {

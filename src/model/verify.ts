@@ -10,6 +10,7 @@ import { openEncoders, type Encoders } from './encoders.js';
 import { matmul, maxRelError, normalizeRows } from './linalg.js';
 import { floatTensor, readSafetensors } from './safetensors.js';
 import type { SessionOptions } from './session.js';
+import { pooledLength } from './text-length.js';
 
 /** Float32 through another runtime agrees to ~1e-6; this leaves room for other CPUs and the CUDA EP. */
 export const VERIFY_RTOL = 1e-4;
@@ -22,6 +23,11 @@ export interface VerifyReport {
   rtol: number;
   /** max |ours − source| / max |source| per output. */
   errors: { imageFeatures: number; textFeatures: number; imageEmbeds: number; textEmbeds: number };
+  /**
+   * Text lengths the check captions ran at: the context for the batch, and, when the encoders cut ids after the
+   * end token, each caption alone at its own length (textFeatures' error covers every run).
+   */
+  textLengths: number[];
   ok: boolean;
 }
 
@@ -59,11 +65,22 @@ export async function verifyBundle(bundle: Bundle, opts: VerifyOptions = {}): Pr
   try {
     const hi = await enc.imageFeatures(pixels.data, n);
     const ht = await enc.textFeatures(ids.data, n);
+    // The batch holds a full-length caption, so it runs uncut; alone, each caption is cut to its own length.
+    const textLengths = [enc.textLength.trimmed ? pooledLength(ids.data, n, L) : L];
+    let cutError = 0;
+    if (enc.textLength.trimmed) {
+      for (let b = 0; b < n; b++) {
+        const row = ids.data.slice(b * L, (b + 1) * L);
+        textLengths.push(pooledLength(row, 1, L));
+        const f = await enc.textFeatures(row, 1);
+        cutError = Math.max(cutError, maxRelError(f, want.textFeatures.subarray(b * dt, (b + 1) * dt)));
+      }
+    }
     const x = normalizeRows(matmul(hi, n, dv, bundle.heads.visualProjection, p), n, p);
     const y = normalizeRows(matmul(ht, n, dt, bundle.heads.textProjection, p), n, p);
     const errors = {
       imageFeatures: maxRelError(hi, want.imageFeatures),
-      textFeatures: maxRelError(ht, want.textFeatures),
+      textFeatures: Math.max(maxRelError(ht, want.textFeatures), cutError),
       imageEmbeds: maxRelError(x, want.imageEmbeds),
       textEmbeds: maxRelError(y, want.textEmbeds),
     };
@@ -75,6 +92,7 @@ export async function verifyBundle(bundle: Bundle, opts: VerifyOptions = {}): Pr
       provider: enc.provider,
       rtol,
       errors,
+      textLengths,
       ok: Object.values(errors).every((e) => e <= rtol),
     };
   } finally {
