@@ -90,6 +90,20 @@ export const DEFAULTS = {
      * encoded, so no extra model work), used as negatives only. A shard with fewer than B samples has a smaller batch.
      */
     fillPolicy: 'previous-batch-tail',
+    /**
+     * Pixel transport to the image encoder. 'auto': uint8 on CUDA (every run copies its inputs from the host, and
+     * uint8 is a quarter of float32's bytes) and on the CPU too (see cpuPixels).
+     */
+    pixels: 'auto' as 'auto' | 'uint8' | 'float32',
+    /**
+     * What 'auto' means on the CPU: uint8, measured (scripts/bench-gpu --cpu, ViT-B/32, 2-core EPYC): the graph's
+     * normalisation costs the encoder little and saves the scoring thread the float32 conversion (~0.2 ms a sample).
+     */
+    cpuPixels: 'uint8' as 'uint8' | 'float32',
+    /** Encoder build: fp32, or the bundles' fp16 variants (meant for GPUs; on the CPU they run through casts). */
+    precision: 'fp32' as 'fp32' | 'fp16',
+    /** Inference threads per device (several share a CPU's cores, or overlap copies and kernels on one GPU). */
+    inferenceWorkers: 1,
   },
   /** `mimic filter` / `mimic stats` (src/filter). */
   filter: {

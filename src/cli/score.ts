@@ -6,7 +6,7 @@ import { scorePool, type ScoreProgress, type ScoreSummary } from '../pipeline/in
 import { DEFAULTS } from '../defaults.js';
 import { action, type CliContext } from './action.js';
 import { applyConfigFile } from './config.js';
-import { collect, intFlag, listFlag } from './parse.js';
+import { choiceFlag, collect, intFlag, listFlag } from './parse.js';
 import { formatDuration, shortCount } from './progress.js';
 
 interface ScoreFlags {
@@ -25,6 +25,9 @@ interface ScoreFlags {
   numWorkers?: number;
   allowPipe?: boolean;
   threads: number;
+  pixels?: 'auto' | 'uint8' | 'float32';
+  precision?: 'fp32' | 'fp16';
+  inferenceWorkers?: number;
   config?: string;
   json?: boolean;
 }
@@ -39,7 +42,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--out <dir>', 'output folder: OUT/<checkpoint>/<shard>.arrow and OUT/_manifests/')
     .option('--batch-size <n>', 'samples per batch (the contrastive loss couples them)', intFlag(1), DEFAULTS.score.batchSize)
     .option('--uids <file>', 'score only these samples (uids one per line, or a DataComp .npy); the rest are recorded as skipped')
-    .option('--device <device>', 'cpu, cuda, cuda:N or auto (CUDA when it loads)', DEFAULTS.model.device)
+    .option('--device <device>', 'cpu, cuda, cuda:N, several GPUs (cuda:0,1 or cuda:all: one inference thread each, whole shards each) or auto (CUDA when it loads)', DEFAULTS.model.device)
     .option('--decode-concurrency <n>', 'images decoded at once (default: twice the cores)', intFlag(1))
     .option('--image-key <exts>', 'image members tried in order, comma-separated', listFlag, [...DEFAULTS.wds.imageKeys])
     .option('--caption-key <ext>', 'caption member', DEFAULTS.wds.captionKey)
@@ -49,6 +52,9 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--num-workers <n>', 'workers in the run; fixed at the first launch', intFlag(1))
     .option('--allow-pipe', 'allow pipe:CMD shards (they run a shell command)')
     .option('--threads <n>', 'onnxruntime threads for the encoders (0: every core)', intFlag(0), DEFAULTS.model.intraOpThreads)
+    .option('--pixels <format>', 'pixels to the image encoder: uint8 (normalised in the graph), float32 (normalised here) or auto (uint8)', choiceFlag(['auto', 'uint8', 'float32'] as const), DEFAULTS.score.pixels)
+    .option('--precision <p>', 'encoders: fp32, or fp16 (the bundles\' fp16 variants, scripts/add-fp16; for GPUs)', choiceFlag(['fp32', 'fp16'] as const), DEFAULTS.score.precision)
+    .option('--inference-workers <n>', 'inference threads per device (several on one CPU split its cores)', intFlag(1))
     .option('--config <file>', 'a YAML file of these flags (e.g. configs/score-cpu.yaml); flags given here win')
     .option('--json', 'print the final summary as JSON')
     .addHelpText('after', `
@@ -96,6 +102,9 @@ async function run(ctx: CliContext, shards: string[], flags: ScoreFlags, cmd: Co
     numWorkers: flags.numWorkers,
     allowPipe: flags.allowPipe,
     intraOpThreads: flags.threads,
+    pixels: flags.pixels,
+    precision: flags.precision,
+    inferenceWorkers: flags.inferenceWorkers,
     onProgress: (p) => ctx.progress.update(progressLine(p)),
   });
   ctx.progress.done();

@@ -9,7 +9,7 @@ import { gunzipSync } from 'node:zlib';
 import { readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { MimicError } from '../errors.js';
-import { validateManifest, type BundleManifest } from './manifest.js';
+import { ENCODER_VARIANTS, validateManifest, type BundleManifest, type EncoderFiles, type EncoderVariant } from './manifest.js';
 import { readOnnxSignature, type OnnxSignature, type OnnxValueInfo } from './onnx-signature.js';
 import { floatTensor, readSafetensors } from './safetensors.js';
 
@@ -39,7 +39,11 @@ export interface Bundle {
   dir: string;
   manifest: BundleManifest;
   heads: BundleHeads;
-  paths: { manifest: string; visual: string; textual: string; heads: string; vocab: string; check?: string };
+  paths: {
+    manifest: string; visual: string; textual: string; heads: string; vocab: string; check?: string;
+    /** Absolute paths of the encoder variants model.json declares (e.g. fp16), checked like the float32 ones. */
+    variants?: Partial<Record<EncoderVariant, EncoderFiles>>;
+  };
   /** The encoders' declared signatures, as read from the ONNX files. */
   signatures: { visual: OnnxSignature; textual: OnnxSignature };
   /** sha256 over the bundle's files (names and contents), for run manifests. */
@@ -91,6 +95,13 @@ export async function loadBundle(dir: string, opts: LoadBundleOptions = {}): Pro
     [paths.vocab, `the tokenizer vocabulary named by text.vocab in ${MANIFEST_FILE}`],
   ];
   if (paths.check) labels.push([paths.check, `the check file named in ${MANIFEST_FILE}`]);
+  for (const k of ENCODER_VARIANTS) {
+    const v = manifest.variants?.[k];
+    if (!v) continue;
+    const files = { visual: join(root, v.visual), textual: join(root, v.textual) };
+    (paths.variants ??= {})[k] = files;
+    labels.push([files.visual, `the ${k} image encoder named in ${MANIFEST_FILE}`], [files.textual, `the ${k} text encoder named in ${MANIFEST_FILE}`]);
+  }
   for (const [p, what] of labels) {
     const s = await stat(p).catch(() => undefined);
     if (!s?.isFile()) throw missing(p, what);
@@ -102,11 +113,21 @@ export async function loadBundle(dir: string, opts: LoadBundleOptions = {}): Pro
     VISUAL_IO.output, heads.dv, `image.size ${manifest.image.size} in ${MANIFEST_FILE}`, 'visual_projection');
   checkEncoder(textual, TEXTUAL_IO.input, 'int64', [null, manifest.text.context_length], TEXTUAL_IO.output, heads.dt,
     `text.context_length ${manifest.text.context_length} in ${MANIFEST_FILE}`, 'text_projection');
+  // A variant must keep the float32 encoders' contract: same tensors in, same features out.
+  const variantFiles: string[] = [];
+  for (const [k, files] of Object.entries(paths.variants ?? {}) as [EncoderVariant, EncoderFiles][]) {
+    const [vs, ts] = await Promise.all([readOnnxSignature(files.visual), readOnnxSignature(files.textual)]);
+    checkEncoder(vs, VISUAL_IO.input, 'float32', [null, 3, manifest.image.size, manifest.image.size],
+      VISUAL_IO.output, heads.dv, `image.size ${manifest.image.size} in ${MANIFEST_FILE}`, 'visual_projection', `the ${k} variant of ${VISUAL_FILE}`);
+    checkEncoder(ts, TEXTUAL_IO.input, 'int64', [null, manifest.text.context_length], TEXTUAL_IO.output, heads.dt,
+      `text.context_length ${manifest.text.context_length} in ${MANIFEST_FILE}`, 'text_projection', `the ${k} variant of ${TEXTUAL_FILE}`);
+    variantFiles.push(files.visual, files.textual);
+  }
   await checkVocab(paths.vocab);
 
   const hash = opts.hash === false
     ? ''
-    : await bundleHash(root, [paths.manifest, paths.visual, paths.textual, paths.heads, paths.vocab]);
+    : await bundleHash(root, [paths.manifest, paths.visual, paths.textual, paths.heads, paths.vocab, ...variantFiles]);
   return { dir: root, manifest, heads, paths, signatures: { visual, textual }, hash };
 }
 
@@ -161,13 +182,13 @@ export async function readHeads(file: string): Promise<BundleHeads> {
 
 function checkEncoder(
   sig: OnnxSignature, inName: string, inType: string, inShape: Array<number | null>, outName: string, width: number,
-  shapeSource: string, headName: string,
+  shapeSource: string, headName: string, role?: string,
 ): void {
   const file = sig.file;
   const fail = (msg: string, hint?: string): never => {
     throw new MimicError('E_ONNX', `${file}: ${msg}`, {
       file,
-      hint: hint ?? `the encoder must map ${inName} ${inType} [${inShape.map((d) => d ?? 'B').join(',')}] to ${outName} ` +
+      hint: hint ?? `${role ? role + ': ' : ''}the encoder must map ${inName} ${inType} [${inShape.map((d) => d ?? 'B').join(',')}] to ${outName} ` +
         `float32 [B,${width}] (pooled features before the projection)`,
     });
   };

@@ -7,18 +7,29 @@
  * captions padded to the full context and cut, and cuts only if they agree, so a text tower that is not causal
  * or not pooled at the end token (an export from another tool) is run at the full length instead.
  */
+import { readFile } from 'node:fs/promises';
 import * as ort from 'onnxruntime-node';
 import { MimicError, errorMessage } from '../errors.js';
 import { log } from '../log.js';
 import { TEXTUAL_IO, VISUAL_IO, type Bundle } from './bundle.js';
 import { maxRelError } from './linalg.js';
+import { withUint8Input } from './onnx/index.js';
 import { cleanOrtMessage } from './providers.js';
 import { createSession, resolveDevice, type Provider, type SessionOptions } from './session.js';
 import { cutIds, pooledLength } from './text-length.js';
 
+/** How pixels reach the image encoder: float32 [B,3,S,S] normalised on the host, or uint8 [B,S,S,3] normalised in the graph. */
+export type PixelFormat = 'float32' | 'uint8';
+/** Which build of the encoders runs: the float32 files, or the bundle's fp16 variant (float32 in and out). */
+export type EncoderPrecision = 'fp32' | 'fp16';
+
 export interface EncoderOptions extends SessionOptions {
   /** Cut each batch's ids after its last end token when textual.onnx takes any length (default true). */
   trimText?: boolean;
+  /** Pixel format of `imageFeatures` (default float32). */
+  pixels?: PixelFormat;
+  /** Encoder build (default fp32). */
+  precision?: EncoderPrecision;
 }
 
 export interface TextLength {
@@ -41,8 +52,10 @@ export interface Encoders {
   deviceId?: number;
   visual: ort.InferenceSession;
   textual: ort.InferenceSession;
-  /** pixels: float32 [batch,3,S,S] → image features [batch, dv]. */
-  imageFeatures(pixels: Float32Array, batch: number): Promise<Float32Array>;
+  pixels: PixelFormat;
+  precision: EncoderPrecision;
+  /** pixels: float32 [batch,3,S,S] (normalised) or uint8 [batch,S,S,3] (as decoded), per `pixels` → image features [batch, dv]. */
+  imageFeatures(pixels: Float32Array | Uint8Array, batch: number): Promise<Float32Array>;
   /** How the text encoder's sequence axis is used. */
   textLength: TextLength;
   /** ids: int64 [batch, L] (L = context_length) → text features [batch, dt]; cut first when textLength.trimmed. */
@@ -50,14 +63,41 @@ export interface Encoders {
   release(): Promise<void>;
 }
 
+/** The encoder files for a precision; fp16 needs the bundle to declare the variant. */
+export function encoderFiles(bundle: Bundle, precision: EncoderPrecision): { visual: string; textual: string } {
+  if (precision === 'fp32') return { visual: bundle.paths.visual, textual: bundle.paths.textual };
+  const v = bundle.paths.variants?.fp16;
+  if (!v) {
+    throw new MimicError('E_BUNDLE', `${bundle.dir} has no fp16 encoders (variants.fp16 in model.json)`, {
+      file: bundle.paths.manifest,
+      hint: `add them with \`scripts/add-fp16 ${bundle.dir}\` (or export with --fp16), or run with --precision fp32`,
+    });
+  }
+  return v;
+}
+
+/**
+ * The image encoder's model for the pixel format: its file, or for uint8 its bytes with the normalisation
+ * prepended (withUint8Input), so the session takes uint8 NHWC batches as the decoder writes them.
+ */
+async function visualModel(bundle: Bundle, file: string, pixels: PixelFormat): Promise<string | Uint8Array> {
+  if (pixels === 'float32') return file;
+  const { mean, std } = bundle.manifest.image;
+  return withUint8Input(await readFile(file), { mean, std, layout: 'NHWC' });
+}
+
 export async function openEncoders(bundle: Bundle, opts: EncoderOptions = {}): Promise<Encoders> {
+  const pixelFormat = opts.pixels ?? 'float32';
+  const precision = opts.precision ?? 'fp32';
+  const files = encoderFiles(bundle, precision);
   // Resolve once so both towers land on the same provider even under `auto`.
   const target = await resolveDevice(opts.device);
   const device = target.provider === 'cuda' ? `cuda:${target.deviceId ?? 0}` : 'cpu';
-  const visual = await createSession(bundle.paths.visual, { ...opts, device });
+  const visualLabel = pixelFormat === 'uint8' ? `${files.visual} (with a uint8 pixel input)` : files.visual;
+  const visual = await createSession(await visualModel(bundle, files.visual, pixelFormat), { ...opts, device, label: visualLabel });
   let textual;
   try {
-    textual = await createSession(bundle.paths.textual, { ...opts, device });
+    textual = await createSession(files.textual, { ...opts, device });
   } catch (e) {
     await visual.session.release();
     throw e;
@@ -65,8 +105,8 @@ export async function openEncoders(bundle: Bundle, opts: EncoderOptions = {}): P
   const s = bundle.manifest.image.size;
   const L = bundle.manifest.text.context_length;
   try {
-    checkMetadata(visual.session, bundle.paths.visual, VISUAL_IO.input, 'float32', VISUAL_IO.output);
-    checkMetadata(textual.session, bundle.paths.textual, TEXTUAL_IO.input, 'int64', TEXTUAL_IO.output);
+    checkMetadata(visual.session, files.visual, VISUAL_IO.input, pixelFormat, VISUAL_IO.output);
+    checkMetadata(textual.session, files.textual, TEXTUAL_IO.input, 'int64', TEXTUAL_IO.output);
   } catch (e) {
     await visual.session.release();
     await textual.session.release();
@@ -91,11 +131,11 @@ export async function openEncoders(bundle: Bundle, opts: EncoderOptions = {}): P
   };
 
   const runText = (ids: BigInt64Array, batch: number, n: number): Promise<Float32Array> =>
-    runOne(textual.session, bundle.paths.textual, TEXTUAL_IO.input, TEXTUAL_IO.output,
+    runOne(textual.session, files.textual, TEXTUAL_IO.input, TEXTUAL_IO.output,
       new ort.Tensor('int64', cutIds(ids, batch, L, n), [batch, n]), dt, batch);
   let textLength: TextLength;
   try {
-    textLength = await textLengthOf(textual.session, bundle, bundle.paths.textual, opts.trimText ?? true, TRIM_PROBE_RTOL.fp32, runText);
+    textLength = await textLengthOf(textual.session, bundle, files.textual, opts.trimText ?? true, TRIM_PROBE_RTOL[precision], runText);
   } catch (e) {
     await visual.session.release();
     await textual.session.release();
@@ -107,13 +147,21 @@ export async function openEncoders(bundle: Bundle, opts: EncoderOptions = {}): P
     ...(visual.deviceId === undefined ? {} : { deviceId: visual.deviceId }),
     visual: visual.session,
     textual: textual.session,
+    pixels: pixelFormat,
+    precision,
     textLength,
     imageFeatures(pixels, batch) {
       if (pixels.length !== batch * 3 * s * s) {
         throw new MimicError('E_USAGE', `pixel batch has ${pixels.length} values, expected ${batch}×3×${s}×${s}`);
       }
-      return runOne(visual.session, bundle.paths.visual, VISUAL_IO.input, VISUAL_IO.output,
-        new ort.Tensor('float32', pixels, [batch, 3, s, s]), dv, batch);
+      const isUint8 = pixels instanceof Uint8Array;
+      if (isUint8 !== (pixelFormat === 'uint8')) {
+        throw new MimicError('E_USAGE', `the image encoder takes ${pixelFormat} pixels, got ${isUint8 ? 'uint8' : 'float32'}`);
+      }
+      const tensor = isUint8
+        ? new ort.Tensor('uint8', pixels, [batch, s, s, 3])
+        : new ort.Tensor('float32', pixels as Float32Array, [batch, 3, s, s]);
+      return runOne(visual.session, files.visual, VISUAL_IO.input, VISUAL_IO.output, tensor, dv, batch);
     },
     textFeatures(ids, batch) {
       if (ids.length !== batch * L) throw new MimicError('E_USAGE', `id batch has ${ids.length} values, expected ${batch}×${L}`);

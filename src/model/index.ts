@@ -46,7 +46,10 @@ export {
   CUDA_EP_HINT,
   type ProviderStatus,
 } from './providers.js';
-export { openEncoders, type Encoders } from './encoders.js';
+export { expandDevices, countGpus } from './devices.js';
+export { openEncoders, encoderFiles, type Encoders, type EncoderOptions, type PixelFormat, type EncoderPrecision, type TextLength, TRIM_PROBE_RTOL } from './encoders.js';
+export { pooledLength, cutIds } from './text-length.js';
+export { addFloat16Variant, FP16_FILES, type Fp16VariantReport } from './fp16-variant.js';
 export { verifyBundle, VERIFY_RTOL, type VerifyReport, type VerifyOptions } from './verify.js';
 export {
   checkPair,

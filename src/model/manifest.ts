@@ -37,9 +37,24 @@ export interface BundleManifest {
   check?: string;
   /** How the bundle was made (free-form provenance, e.g. the exporter's recipe). */
   source?: Record<string, unknown>;
+  /**
+   * Optional other builds of the encoders, by precision: same inputs and outputs (float32 features), other
+   * arithmetic inside. `fp16` is written by `scripts/add-fp16` (or `export_bundle.py --fp16`).
+   */
+  variants?: { fp16?: EncoderFiles };
 }
 
-const TOP_KEYS = new Set(['format', 'name', 'image', 'text', 'check', 'source']);
+/** File names (inside the bundle folder) of one build of the two encoders. */
+export interface EncoderFiles {
+  visual: string;
+  textual: string;
+}
+
+/** Precisions a bundle may carry encoder variants for. */
+export const ENCODER_VARIANTS = ['fp16'] as const;
+export type EncoderVariant = (typeof ENCODER_VARIANTS)[number];
+
+const TOP_KEYS = new Set(['format', 'name', 'image', 'text', 'check', 'source', 'variants']);
 const IMAGE_KEYS = new Set(['size', 'mean', 'std', 'resize', 'interpolation']);
 const TEXT_KEYS = new Set(['tokenizer', 'vocab', 'context_length', 'pad_id']);
 
@@ -103,6 +118,23 @@ export function validateManifest(json: unknown, file: string): BundleManifest {
     if (check.includes('/') || check.includes('\\')) fail(`check must be a file name inside the bundle folder`);
   }
   const source = top.source === undefined ? undefined : obj(top.source, 'source');
+  let variants: BundleManifest['variants'];
+  if (top.variants !== undefined) {
+    const v = obj(top.variants, 'variants');
+    unknownKeys(v, new Set(ENCODER_VARIANTS), 'variants.');
+    variants = {};
+    for (const k of ENCODER_VARIANTS) {
+      if (v[k] === undefined) continue;
+      const files = obj(v[k], `variants.${k}`);
+      unknownKeys(files, new Set(['visual', 'textual']), `variants.${k}.`);
+      const name = (x: unknown, where: string): string => {
+        const f = str(x, where);
+        if (f.includes('/') || f.includes('\\') || f === '.' || f === '..') fail(`${where} must be a file name inside the bundle folder, got ${JSON.stringify(f)}`);
+        return f;
+      };
+      variants[k] = { visual: name(files.visual, `variants.${k}.visual`), textual: name(files.textual, `variants.${k}.textual`) };
+    }
+  }
 
   return {
     format: BUNDLE_FORMAT,
@@ -124,5 +156,6 @@ export function validateManifest(json: unknown, file: string): BundleManifest {
     },
     ...(check === undefined ? {} : { check }),
     ...(source === undefined ? {} : { source }),
+    ...(variants === undefined ? {} : { variants }),
   };
 }

@@ -1,7 +1,8 @@
 /**
  * Assembles one model batch from prepared samples: float32 [B,3,S,S] pixels (normalised here, through a
- * per-channel lookup table) and int64 [B,L] token ids. The buffers are handed to the inference thread
- * without copying.
+ * per-channel lookup table) or, with pixel format uint8, the decoded bytes as they are ([B,S,S,3], normalised by
+ * the image encoder's graph: a plain copy here and a quarter of the bytes to move), and int64 [B,L] token ids.
+ * The buffers are handed to the inference thread without copying.
  */
 import { normalizeHwcToChw } from '../image/index.js';
 import type { PreparedSample } from './sample-prep.js';
@@ -11,12 +12,12 @@ export interface ModelBatch {
   index: number;
   /** Real samples in the batch (rows of the shard, in order). */
   rows: number[];
-  pixels: Float32Array;
+  pixels: Float32Array | Uint8Array;
   ids: BigInt64Array;
 }
 
 export class BatchBuilder {
-  private readonly pixels: Float32Array;
+  private readonly pixels: Float32Array | Uint8Array;
   private readonly ids: BigInt64Array;
   private readonly rows: number[] = [];
   private readonly pixelCount: number;
@@ -27,9 +28,10 @@ export class BatchBuilder {
     private readonly size: number,
     private readonly contextLength: number,
     private readonly table: Float32Array,
+    private readonly pixelFormat: 'float32' | 'uint8' = 'float32',
   ) {
     this.pixelCount = size * size;
-    this.pixels = new Float32Array(capacity * 3 * this.pixelCount);
+    this.pixels = pixelFormat === 'uint8' ? new Uint8Array(capacity * 3 * this.pixelCount) : new Float32Array(capacity * 3 * this.pixelCount);
     this.ids = new BigInt64Array(capacity * contextLength);
   }
 
@@ -43,7 +45,8 @@ export class BatchBuilder {
 
   add(s: PreparedSample): void {
     const k = this.rows.length;
-    normalizeHwcToChw(s.pixels!, this.pixelCount, this.table, this.pixels, k * 3 * this.pixelCount);
+    if (this.pixels instanceof Uint8Array) this.pixels.set(s.pixels!.subarray(0, 3 * this.pixelCount), k * 3 * this.pixelCount);
+    else normalizeHwcToChw(s.pixels!, this.pixelCount, this.table, this.pixels, k * 3 * this.pixelCount);
     const L = this.contextLength;
     for (let j = 0; j < L; j++) this.ids[k * L + j] = BigInt(s.ids![j]!);
     this.rows.push(s.row);

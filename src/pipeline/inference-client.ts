@@ -82,6 +82,11 @@ export class InferenceClient {
     return new InferenceClient(worker, ready.provider, ready.deviceId, maxInFlight);
   }
 
+  /** Batches submitted and not yet answered. */
+  get queued(): number {
+    return this.pending.size;
+  }
+
   private fail(e: Error): void {
     this.failure ??= e;
     for (const p of this.pending.values()) p.reject(this.failure);

@@ -8,6 +8,10 @@ export interface InferenceInit {
   device: string;
   intraOpThreads: number;
   interOpThreads: number;
+  /** Pixel format of the batches (uint8: the image encoders get the in-graph normalisation). Default float32. */
+  pixels?: 'float32' | 'uint8';
+  /** Encoder build: fp32, or the bundles' fp16 variants. Default fp32. */
+  precision?: 'fp32' | 'fp16';
 }
 
 export interface BatchRequest {
@@ -19,7 +23,7 @@ export interface BatchRequest {
   n: number;
   /** Filler rows (negatives only) taken from the tail of this shard's previous batch. */
   fill: number;
-  pixels: Float32Array;
+  pixels: Float32Array | Uint8Array;
   ids: BigInt64Array;
 }
 

@@ -34,7 +34,10 @@ function post(m: WorkerMessage, transfer: ArrayBuffer[] = []): void {
 }
 
 async function start(init: InferenceInit): Promise<void> {
-  const session = { device: init.device, intraOpThreads: init.intraOpThreads, interOpThreads: init.interOpThreads };
+  const session = {
+    device: init.device, intraOpThreads: init.intraOpThreads, interOpThreads: init.interOpThreads,
+    pixels: init.pixels ?? 'float32', precision: init.precision ?? 'fp32',
+  };
   const reference = await loadBundle(init.reference, { hash: false });
   const checkpoints: CheckpointRuntime[] = [];
   let provider = 'cpu';

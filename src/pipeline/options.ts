@@ -34,6 +34,15 @@ export interface ScoreOptions {
   interOpThreads?: number;
   /** Batches handed to the inference thread before reading waits (bounds memory). */
   maxBatchesInFlight?: number;
+  /**
+   * Pixel transport: uint8 [B,S,S,3] normalised inside the image encoder's graph, float32 [B,3,S,S] normalised
+   * here, or auto (DEFAULTS.score.pixels). Same scores either way (the graph does torchvision's float32 steps).
+   */
+  pixels?: 'auto' | 'uint8' | 'float32';
+  /** Encoder build: fp32 or the bundles' fp16 variants (float32 features either way). Part of the run's identity. */
+  precision?: 'fp32' | 'fp16';
+  /** Inference threads per device in `device` (which may list several GPUs: cuda:0,1 or cuda:all). */
+  inferenceWorkers?: number;
   onProgress?: (p: ScoreProgress) => void;
   signal?: AbortSignal;
 }
@@ -73,6 +82,10 @@ export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
     throw new MimicError('E_USAGE', `worker index must be a non-negative integer, got ${workerIndex}`);
   }
   if (o.numWorkers !== undefined) positiveInt(o.numWorkers, 'the worker count');
+  const pixels = o.pixels ?? d.pixels;
+  if (!['auto', 'uint8', 'float32'].includes(pixels)) throw new MimicError('E_USAGE', `pixels must be auto, uint8 or float32, got "${pixels}"`);
+  const precision = o.precision ?? d.precision;
+  if (!['fp32', 'fp16'].includes(precision)) throw new MimicError('E_USAGE', `precision must be fp32 or fp16, got "${precision}"`);
   if (o.numWorkers !== undefined && workerIndex >= o.numWorkers) {
     throw new MimicError('E_USAGE', `worker index ${workerIndex} is not below the worker count ${o.numWorkers}`);
   }
@@ -95,6 +108,9 @@ export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
     intraOpThreads: o.intraOpThreads ?? DEFAULTS.model.intraOpThreads,
     interOpThreads: o.interOpThreads ?? DEFAULTS.model.interOpThreads,
     maxBatchesInFlight: positiveInt(o.maxBatchesInFlight ?? d.maxBatchesInFlight, 'batches in flight'),
+    pixels,
+    precision,
+    inferenceWorkers: positiveInt(o.inferenceWorkers ?? d.inferenceWorkers, 'the inference threads per device'),
     onProgress: o.onProgress,
     signal: o.signal,
   };

@@ -109,6 +109,7 @@ export async function planRun(o: ResolvedScoreOptions): Promise<RunPlan> {
     referenceClipScore: o.referenceClipScore,
     uids: uids?.hash ?? null,
     shardNames: relNames,
+    ...(o.precision === 'fp16' ? { precision: 'fp16' as const } : {}),
   };
   const wanted: RunRecord = {
     ...identity,

@@ -21,7 +21,10 @@ import {
 import { readScoreFile } from '../scores/reader.js';
 import { utf8Values, type Utf8Column } from '../scores/columns.js';
 import { VERSION } from '../version.js';
-import { InferenceClient } from './inference-client.js';
+import { DEFAULTS } from '../defaults.js';
+import { InferencePool } from './inference-pool.js';
+import { expandDevices, parseDevice, resolveDevice } from '../model/index.js';
+import { availableParallelism } from 'node:os';
 import { resolveScoreOptions, type ScoreOptions, type ScoreProgress } from './options.js';
 import { planRun, scoreFilePath, type PlannedShard, type RunPlan } from './plan.js';
 import { isShardDone, removeStaleTemps } from './resume.js';
@@ -127,20 +130,24 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     padId: reference.manifest.text.pad_id,
     uids: plan.uids,
   };
-  const inference = await InferenceClient.start(
-    {
-      checkpoints: plan.checkpoints.map((c) => ({ name: c.name, dir: c.bundle.dir })),
-      reference: reference.dir,
-      referenceClipScore: o.referenceClipScore,
-      device: o.device,
-      intraOpThreads: o.intraOpThreads,
-      interOpThreads: o.interOpThreads,
-    },
-    o.maxBatchesInFlight,
-  );
+  const devices = await expandDevices(o.device, o.inferenceWorkers);
+  const pixels = await pixelFormatFor(o.pixels, devices[0]!);
+  // Threads sharing the CPU share its cores (0 = every core, split between them).
+  const cpuThreads = devices.filter((d) => d === 'cpu').length;
+  const intraOp = o.intraOpThreads || (cpuThreads > 1 ? Math.max(1, Math.floor(availableParallelism() / cpuThreads)) : 0);
+  const inference = await InferencePool.start(devices.map((device) => ({
+    checkpoints: plan.checkpoints.map((c) => ({ name: c.name, dir: c.bundle.dir })),
+    reference: reference.dir,
+    referenceClipScore: o.referenceClipScore,
+    device,
+    intraOpThreads: intraOp,
+    interOpThreads: o.interOpThreads,
+    pixels,
+    precision: o.precision,
+  })), o.maxBatchesInFlight);
   summary.provider = inference.provider;
-  manifest.provider = inference.provider + (inference.deviceId === undefined ? '' : `:${inference.deviceId}`);
-  log().info({ provider: manifest.provider, checkpoints: plan.checkpoints.map((c) => c.name) }, 'models loaded');
+  manifest.provider = inference.devices;
+  log().info({ provider: manifest.provider, pixels, precision: o.precision, checkpoints: plan.checkpoints.map((c) => c.name) }, 'models loaded');
   summary.loadS = (performance.now() - started) / 1000;
 
   const expected = await expectedSamples(todo.map((t) => t.shard));
@@ -185,6 +192,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     decodeConcurrency: o.decodeConcurrency,
     allowPipe: o.allowPipe,
     normalizeTable: normalizeTableFor(reference.manifest.image),
+    pixels,
     inference,
     signal: o.signal,
     onSample: (status: string) => {
@@ -215,6 +223,14 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   summary.samplesPerS = summary.samples / summary.wallS;
   summary.inferenceBusyS = inference.busyMs / 1000;
   return summary;
+}
+
+/** uint8 or float32 batches: 'auto' is uint8 on CUDA and DEFAULTS.score.cpuPixels on the CPU. */
+async function pixelFormatFor(pixels: 'auto' | 'uint8' | 'float32', device: string): Promise<'uint8' | 'float32'> {
+  if (pixels !== 'auto') return pixels;
+  const kind = parseDevice(device).kind;
+  const provider = kind === 'cpu' ? 'cpu' : kind === 'cuda' ? 'cuda' : (await resolveDevice(device)).provider;
+  return provider === 'cuda' ? 'uint8' : DEFAULTS.score.cpuPixels;
 }
 
 /** The manifest record of a shard found done: rows and statuses from its first checkpoint's score file. */

@@ -13,6 +13,7 @@ import { openShard, type ShardInfo } from '../wds/index.js';
 import { DEFAULTS } from '../defaults.js';
 import { BatchBuilder } from './batch-builder.js';
 import type { BatchResult, InferenceClient } from './inference-client.js';
+import type { InferencePool } from './inference-pool.js';
 import { orderedMap } from './ordered-map.js';
 import { scoreFilePath, type PlannedShard, type RunPlan } from './plan.js';
 import { prepareSample, wantedExtensions, type PrepContext, type RowFacts } from './sample-prep.js';
@@ -25,7 +26,9 @@ export interface ShardJobContext {
   decodeConcurrency: number;
   allowPipe: boolean;
   normalizeTable: Float32Array;
-  inference: InferenceClient;
+  /** How batches carry pixels (uint8: as decoded, normalised by the image encoder's graph). Default float32. */
+  pixels?: 'uint8' | 'float32';
+  inference: Pick<InferenceClient | InferencePool, 'submit'>;
   signal?: AbortSignal;
   /** Called once per sample read (for progress). */
   onSample?: (status: string) => void;
@@ -55,7 +58,7 @@ export async function startShard(ctx: ShardJobContext, shard: PlannedShard, shar
   const batches: PendingBatch[] = [];
   const B = ctx.batchSize;
   const image = ctx.prep.image;
-  const newBuilder = (index: number) => new BatchBuilder(index, B, image.size, ctx.prep.contextLength, ctx.normalizeTable);
+  const newBuilder = (index: number) => new BatchBuilder(index, B, image.size, ctx.prep.contextLength, ctx.normalizeTable, ctx.pixels);
   let builder = newBuilder(0);
   let shardError: string | undefined;
 

@@ -35,6 +35,8 @@ export interface RunIdentity {
   uids: string | null;
   /** Shard names relative to the shards' common prefix: the output layout and the `shard` column. */
   shardNames: string[];
+  /** Encoder build when not fp32 (absent for fp32, so runs made before the option keep their identity). */
+  precision?: 'fp16';
 }
 
 export interface RunRecord extends RunIdentity {
@@ -198,9 +200,13 @@ export async function readAllWorkerManifests(out: string): Promise<WorkerManifes
 }
 
 /** The fields in which two run identities differ, for an error that says what changed. */
+/** RunIdentity's optional keys (a run record also holds non-identity keys, which a diff must skip). */
+const IDENTITY_KEYS = new Set(['precision']);
+
 export function diffIdentity(before: RunIdentity, now: RunIdentity): string[] {
   const diffs: string[] = [];
-  const keys = Object.keys(now) as (keyof RunIdentity)[];
+  // Both sides' keys: an optional key present on one side only (e.g. precision) is a difference too.
+  const keys = [...new Set([...Object.keys(now), ...Object.keys(before)])].filter((k) => k in now || IDENTITY_KEYS.has(k)) as (keyof RunIdentity)[];
   for (const k of keys) {
     const a = JSON.stringify(before[k]);
     const b = JSON.stringify(now[k]);

@@ -21,3 +21,4 @@ export {
 export { parseModel, readModelFile, serializeModel, writeFileAtomic, externalTensors, inlineExternalData } from './io.js';
 export { renameValues, prefixNodeNames, mergeOpsets, defaultOpset, graphInputs, assertRenamable } from './merge.js';
 export { withUint8Input, type Uint8InputOptions } from './uint8-input.js';
+export { toFloat16, toHalfBits, fromHalfBits, FLOAT16_MAX, type Float16Result } from './float16.js';
