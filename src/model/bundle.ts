@@ -53,6 +53,8 @@ export interface Bundle {
 export interface LoadBundleOptions {
   /** Skip the content hash (e.g. for `mimic doctor`); `hash` is then ''. */
   hash?: boolean;
+  /** Ignore the encoder variants model.json declares (for the tool that rewrites them); default false. */
+  ignoreVariants?: boolean;
 }
 
 export async function loadBundle(dir: string, opts: LoadBundleOptions = {}): Promise<Bundle> {
@@ -95,7 +97,7 @@ export async function loadBundle(dir: string, opts: LoadBundleOptions = {}): Pro
     [paths.vocab, `the tokenizer vocabulary named by text.vocab in ${MANIFEST_FILE}`],
   ];
   if (paths.check) labels.push([paths.check, `the check file named in ${MANIFEST_FILE}`]);
-  for (const k of ENCODER_VARIANTS) {
+  for (const k of opts.ignoreVariants ? [] : ENCODER_VARIANTS) {
     const v = manifest.variants?.[k];
     if (!v) continue;
     const files = { visual: join(root, v.visual), textual: join(root, v.textual) };

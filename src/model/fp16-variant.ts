@@ -33,8 +33,9 @@ async function convertFile(src: string, dst: string, what: string): Promise<{ te
 /** Writes the fp16 encoders of the bundle in `dir` and adds them to its model.json (both written atomically). */
 export async function addFloat16Variant(dir: string): Promise<Fp16VariantReport> {
   const root = resolve(dir);
-  // The bundle must be valid before it is extended (and the result is checked by loading it again).
-  await loadBundle(root, { hash: false });
+  // The bundle must be valid before it is extended (and the result is checked by loading it again); a variant
+  // declared before may be what is being repaired.
+  await loadBundle(root, { hash: false, ignoreVariants: true });
   const files = { visual: join(root, FP16_FILES.visual), textual: join(root, FP16_FILES.textual) };
   const v = await convertFile(join(root, VISUAL_FILE), files.visual, 'image encoder');
   const t = await convertFile(join(root, TEXTUAL_FILE), files.textual, 'text encoder');
