@@ -3,9 +3,10 @@
 // noise rates and seeds (src/demo/dataset.ts), trains the reference once and proxies for every pool
 // (scripts/train_tiny_clip.py: the reference from a seeded initialisation on the clean reference set, proxies
 // with the reference's frozen encoders and heads trained from the same initial heads on the noisy pool), scores
-// every pool (src/demo/score-pool.ts: the ONNX encoders and the per-sample-gradient graph, plus the controls
-// D = −W and a random D of the same norm) and writes the quality tables (AUROC, precision at the true noise rate,
-// kept-set noise after the paper's filters) to stdout and to --out.
+// every pool with the real pipeline (scorePool(), as `mimic score`: the ONNX encoders and the per-sample-gradient
+// graph, the reference's CLIP score), scores the controls D = −W and a random D of the same norm the same way (as
+// control reference bundles, src/demo/controls.ts), reads the score files back and writes the quality tables
+// (AUROC, precision at the true noise rate, kept-set noise after the paper's filters) to stdout and to --out.
 //
 // The reference is retrained here (deterministic for one thread and one PyTorch build) rather than read from
 // models/, because training proxies needs its PyTorch weights; the run says whether it reproduced the committed
@@ -20,14 +21,12 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import os from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import {
-  buildDemoDataset,
-  DEMO_FILTERS,
-  DEMO_SCORES,
-  evaluateDemo,
-  meanOverCheckpoints,
-  scoreDemoPool,
-} from '../dist/demo/index.js';
+
+// The pipeline logs every shard at info level; the benchmark prints its own lines (set MIMIC_LOG_LEVEL to see them).
+process.env.MIMIC_LOG_LEVEL ??= 'error';
+const { buildDemoDataset, CONTROL_KINDS, DEMO_FILTERS, DEMO_SCORES, evaluateDemo, MEAN_SUFFIX, readDemoScores, writeControlBundle } =
+  await import('../dist/demo/index.js');
+const { scorePool } = await import('../dist/pipeline/index.js');
 
 const REPO = resolve(new URL('..', import.meta.url).pathname);
 const { values } = parseArgs({
@@ -101,28 +100,48 @@ const reproduced = !existsSync(committedHeads)
 const referenceBundle = join(refDir, 'demo-reference');
 
 // 3. Proxies and scores for every pool.
-const extraScores = (steps) => [{ label: `mimic score, both heads, mean of checkpoints ${steps.join(', ')}`, column: 'mimic_proj_both:mean', bad: 'low' }];
-const extraFilters = [{ label: 'mimic score (both, mean of checkpoints) top 70%', keep: [{ column: 'mimic_proj_both:mean', side: 'top', fraction: 0.7 }] }];
+const MEAN = `mimic_proj_both${MEAN_SUFFIX}`;
+const extraScores = (steps) => [{ label: `mimic score, both heads, mean of checkpoints ${steps.join(', ')}`, column: MEAN, bad: 'low' }];
+const extraFilters = [{ label: 'mimic score (both, mean of checkpoints) top 70%', keep: [{ column: MEAN, side: 'top', fraction: 0.7 }] }];
 let scoredRows = 0;
 let scoreSeconds = 0;
+const BATCH = 256;
+/** scorePool, timed; stops the benchmark on a failed shard (the pools are generated, so one means a bug). */
+async function score(what, opts) {
+  const t0 = performance.now();
+  const s = await timed(what, () => scorePool({ batchSize: BATCH, ...opts }));
+  scoreSeconds += (performance.now() - t0) / 1000;
+  if (s.failedShards.length) throw new Error(`${what}: ${JSON.stringify(s.failedShards)}`);
+  return s;
+}
 async function scoreConfig(cfg, mode, steps, prefix) {
   const modelDir = join(cfg.dir, `models-${mode}`);
   const out = await timed(`train ${mode} proxies noise ${cfg.noise} seed ${cfg.seed}`, () => python(['--stage', 'proxies', '--data', cfg.dir, '--out', modelDir,
     '--reference-checkpoint', refPt, '--proxy-mode', mode, '--proxy-steps', steps.join(','), '--proxy-prefix', prefix, '--verify', 'skip']));
   const zeroShot = [...out.matchAll(/proxy step (\d+): zero-shot top-1 of the pool images: ([\d.]+)/g)].map((m) => `${m[1]}: ${m[2]}`);
-  const perCheckpoint = [];
-  for (const step of steps) {
-    const t0 = performance.now();
-    const s = await timed(`score ${mode} proxy ${step} noise ${cfg.noise} seed ${cfg.seed}`, () => scoreDemoPool({
-      proxy: join(modelDir, `${prefix}-${step}`), reference: referenceBundle, shards: cfg.ds.poolShards, seed: cfg.seed,
-    }));
-    scoreSeconds += (performance.now() - t0) / 1000;
-    scoredRows += s.row.length;
-    perCheckpoint.push(s);
+  // One run scores every checkpoint (and the reference's CLIP score); each control is a run of the final checkpoint
+  // against a control reference bundle. The runs are fresh folders: the pools were rebuilt above.
+  const names = steps.map((step) => `${prefix}-${step}`);
+  const final = names[names.length - 1];
+  const run = join(cfg.dir, `scores-${mode}`);
+  rmSync(run, { recursive: true, force: true });
+  const main = await score(`score ${mode} proxies ${steps.join(', ')} noise ${cfg.noise} seed ${cfg.seed}`, {
+    shards: cfg.ds.poolShards, proxies: names.map((n) => join(modelDir, n)), reference: referenceBundle, out: run, referenceClipScore: true,
+  });
+  scoredRows += main.samples * names.length;
+  const controls = {};
+  for (const kind of CONTROL_KINDS) {
+    const bundle = join(cfg.dir, `control-${mode}-${kind}`);
+    await writeControlBundle({ proxy: join(modelDir, final), reference: referenceBundle, kind, seed: cfg.seed, out: bundle });
+    controls[kind] = join(cfg.dir, `scores-${mode}-${kind}`);
+    rmSync(controls[kind], { recursive: true, force: true });
+    const c = await score(`score ${mode} control ${kind} noise ${cfg.noise} seed ${cfg.seed}`, {
+      shards: cfg.ds.poolShards, proxies: [join(modelDir, final)], reference: bundle, out: controls[kind],
+    });
+    scoredRows += c.samples;
   }
-  const last = perCheckpoint[perCheckpoint.length - 1];
-  const columns = { ...last.columns, 'mimic_proj_both:mean': meanOverCheckpoints(perCheckpoint.map((s) => s.columns.mimic_proj_both)) };
-  const ev = evaluateDemo({ uid: last.uid, status: last.status, columns }, cfg.ds.truth, {
+  const rows = await readDemoScores({ run, checkpoint: final, meanOver: names, controls });
+  const ev = evaluateDemo(rows, cfg.ds.truth, {
     scores: [...DEMO_SCORES, ...extraScores(steps)],
     filters: [...DEMO_FILTERS, ...extraFilters],
     seed: cfg.seed,
@@ -190,7 +209,7 @@ const lines = [
     `half the bad pairs swapped with another emoji's caption, half corrupted; seeds ${seeds.join(', ')} (mean ± sd over seeds). ` +
     `Reference: trained once on the clean reference set (${first.ds.truth.counts.reference} pairs); reproduces models/demo-reference: ${reproduced}. ` +
     `Proxies: the reference's frozen encoders, heads trained from the same initial heads on each pool; scores from the checkpoint at step ${proxySteps[proxySteps.length - 1]} ` +
-    `(batch 256, shard-bound batches as \`mimic score\`). Suspicious end: low mimic / CLIP score, high loss / gradient norm.`,
+    `(batch ${BATCH}, scored by \`mimic score\`'s pipeline). Suspicious end: low mimic / CLIP score, high loss / gradient norm.`,
   '',
   '### AUROC of finding the bad pairs (0.5 = chance)',
   '',
@@ -237,8 +256,8 @@ if (online.length) {
 }
 const scoreRate = scoredRows / scoreSeconds;
 lines.push(`Zero-shot top-1 of the pool images among their names (heads proxies, noise ${first.noise}, seed ${first.seed}), per checkpoint: ${first.zeroShot.join(', ')}.`,
-  `Scoring (decode, tokenize, both models' encoders, three gradient graphs: the direction and the two controls): ${scoredRows} rows in ${scoreSeconds.toFixed(1)} s, ` +
-  `${scoreRate.toFixed(0)} rows/s. Total ${timings.reduce((a, t) => a + t.s, 0).toFixed(0)} s.`, '');
+  `Scoring with scorePool() (decode, tokenize, each checkpoint's encoders and gradient graph, the reference's CLIP score; one more run per control): ` +
+  `${scoredRows} rows × checkpoints in ${scoreSeconds.toFixed(1)} s including model loading, ${scoreRate.toFixed(0)} rows/s. Total ${timings.reduce((a, t) => a + t.s, 0).toFixed(0)} s.`, '');
 const text = lines.join('\n');
 process.stdout.write(text);
 const tmp = `${values.out}.tmp-${process.pid}`;

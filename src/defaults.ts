@@ -142,4 +142,14 @@ export const DEFAULTS = {
     /** Distinct caption words whose WordNet lookup is remembered; the cache is emptied when full. */
     wordCacheSize: 200_000,
   },
+  /** `mimic demo` (src/demo/run-demo.ts). */
+  demo: {
+    /** Output folder (relative to the working directory). */
+    out: 'mimic-demo',
+    /** The shipped bundles in the package's models/ folder: the reference and the proxy checkpoints, last = final. */
+    reference: 'demo-reference',
+    proxies: ['demo-proxy-50', 'demo-proxy-400'] as readonly string[],
+    /** The demo models are tiny: the CPU scores the pool in seconds. */
+    device: 'cpu',
+  },
 } as const;

@@ -10,7 +10,8 @@ import { register as score } from './score.js';
 import { register as status } from './status.js';
 import { register as graph } from './graph.js';
 import { register as reshard } from './reshard.js';
+import { register as demo } from './demo.js';
 
 export type Register = (program: Command, ctx: CliContext) => void;
 
-export const commands: Register[] = [score, status, filter, stats, reshard, inspect, check, graph, doctor];
+export const commands: Register[] = [score, status, filter, stats, reshard, inspect, check, graph, doctor, demo];

@@ -107,6 +107,9 @@ export interface DemoTruth {
   referenceStyles: EmojiStyle[];
   poolStyles: EmojiStyle[];
   referenceOnly: number;
+  /** The `limit` option (null: every emoji of the catalogue), and samples per shard: what a rebuild must match. */
+  limit: number | null;
+  samplesPerShard: number;
   emoji: number;
   counts: { reference: number; pool: number; clean: number; swapped: number; corrupted: number };
   referenceShards: string[];
@@ -293,6 +296,8 @@ export async function buildDemoDataset(options: DemoDatasetOptions): Promise<Dem
     referenceStyles: [...o.referenceStyles],
     poolStyles: [...o.poolStyles],
     referenceOnly: o.referenceOnly,
+    limit: o.limit ?? null,
+    samplesPerShard: o.samplesPerShard,
     emoji: entries.length,
     counts: { reference: reference.length, pool: pool.length, clean: count('clean'), swapped: count('swapped'), corrupted: count('corrupted') },
     referenceShards: referenceShards.map((s) => `reference/${s}`),

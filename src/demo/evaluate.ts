@@ -1,5 +1,5 @@
 /**
- * The demo's evaluation: scored rows (from scoreDemoPool, or read from `mimic score`'s files) joined with the
+ * The demo's evaluation: scored rows (read from `mimic score`'s files, see read-scores.ts) joined with the
  * truth by uid, failed rows set aside and counted, then the quality table of DEMO_SCORES and DEMO_FILTERS.
  */
 import { MimicError } from '../errors.js';

@@ -16,7 +16,8 @@ export {
   type FilterQuality,
 } from './quality.js';
 export { auroc, midranks, precisionAtK, precisionAtNoiseRate, keptNoiseRate, percentileLinear, keepTop, bottom } from './metrics.js';
-export { scoreDemoPool, controlHeads, CONTROL_SUFFIX, type DemoScoreOptions, type DemoScores, type DirectionKind } from './score-pool.js';
+export { controlHeads, writeControlBundle, CONTROL_KINDS, CONTROL_SUFFIX, CONTROL_DESCRIPTION, type ControlKind, type ControlBundleOptions } from './controls.js';
+export { readCheckpointScores, readDemoScores, MEAN_SUFFIX, type CheckpointScores, type DemoRunsSpec } from './read-scores.js';
 export { evaluateDemo, meanOverCheckpoints, type ScoredRows, type DemoEvaluation, type DemoEvaluationOptions } from './evaluate.js';
 export { renderEmoji, type RenderOptions, type DemoImageFormat } from './images.js';
 export {
@@ -33,3 +34,4 @@ export {
   type TruthRow,
   type NoiseLabel,
 } from './dataset.js';
+export { runDemo, filterRules, packageModelsDir, DEMO_SELECTIONS, DEMO_FORMAT, DEMO_MARKER, type DemoOptions, type DemoResult, type DemoSelection } from './run-demo.js';

@@ -3,7 +3,7 @@
  * (AUROC overall and per kind of noise, precision at the true noise rate) and how noisy the kept set is after the
  * filters of the paper (e.g. keep the top 70% by mimic score; CLIP-score top 30% minus the mimic-score bottom 20%).
  * Columns are named as in score files (loss, clip_sim, ref_clip_sim, mimic_proj_<layer>, ...), so the same
- * evaluation reads the output of `mimic score` or of scoreDemoPool.
+ * evaluation reads the output of `mimic score` (read-scores.ts adds the mean and control columns).
  */
 import { MimicError } from '../errors.js';
 import type { NoiseLabel } from './dataset.js';
@@ -165,7 +165,7 @@ export function formatQualityMarkdown(report: QualityReport): string {
   return lines.join('\n') + '\n';
 }
 
-/** The scores the demo and the quality benchmark judge, by score-file column (controls as scoreDemoPool names them). */
+/** The scores the demo and the quality benchmark judge, by score-file column (controls as read-scores.ts names them). */
 export const DEMO_SCORES: readonly ScoreSpec[] = [
   { label: 'mimic score, visual head', column: 'mimic_proj_visual', bad: 'low' },
   { label: 'mimic score, text head', column: 'mimic_proj_text', bad: 'low' },

@@ -22,7 +22,17 @@ export {
   type ResizeMode,
   type Interpolation,
 } from './manifest.js';
-export { readSafetensors, parseSafetensors, floatTensor, type SafetensorsFile, type SafetensorsTensor, type SafetensorsDtype } from './safetensors.js';
+export {
+  readSafetensors,
+  parseSafetensors,
+  floatTensor,
+  encodeSafetensors,
+  writeSafetensors,
+  type SafetensorsFile,
+  type SafetensorsTensor,
+  type SafetensorsDtype,
+  type SafetensorsInput,
+} from './safetensors.js';
 export { readOnnxSignature, type OnnxSignature, type OnnxValueInfo, type OnnxElemType } from './onnx-signature.js';
 export {
   createSession,

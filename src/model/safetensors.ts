@@ -1,5 +1,5 @@
 /**
- * A small safetensors reader: 8-byte little-endian header length N, N bytes of JSON
+ * A small safetensors reader (and writer): 8-byte little-endian header length N, N bytes of JSON
  * (`{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {string: string}}`), then the raw
  * little-endian tensor bytes, offsets relative to the end of the header. Floating-point tensors come back as
  * Float32Array whatever their stored precision (the heads are small and the math runs in float32 or float64),
@@ -7,6 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { MimicError } from '../errors.js';
+import { writeFileAtomic } from '../wds/write-file-atomic.js';
 
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
@@ -182,4 +183,51 @@ export function floatTensor(st: SafetensorsFile, name: string, shape?: number[])
       `[${shape.map((d) => (d < 0 ? '?' : d)).join(',')}]`, { file: st.file });
   }
   return t as SafetensorsTensor & { data: Float32Array };
+}
+
+/** A tensor to write: `data` holds its little-endian bytes (any typed array; raw bytes for F16/BF16). */
+export interface SafetensorsInput {
+  dtype: SafetensorsDtype;
+  shape: number[];
+  data: ArrayBufferView;
+}
+
+/**
+ * The bytes of a safetensors file: `__metadata__` first, then the tensors in the order given, the header padded
+ * with spaces to a multiple of 8 bytes so that every tensor's data stays aligned for zero-copy readers (as the
+ * reference writer and scripts/safetensors_io.py do). Typed arrays are written in the machine's byte order,
+ * which is little-endian on every platform Node supports.
+ */
+export function encodeSafetensors(tensors: Record<string, SafetensorsInput>, metadata?: Record<string, string>): Buffer {
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  const blobs: Buffer[] = [];
+  let offset = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    if (name === '__metadata__') throw new MimicError('E_USAGE', 'safetensors: "__metadata__" cannot name a tensor');
+    if (!(t.dtype in BYTES)) throw new MimicError('E_USAGE', `safetensors: tensor ${name} has unsupported dtype ${String(t.dtype)}`);
+    if (!t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new MimicError('E_USAGE', `safetensors: tensor ${name} has an invalid shape ${JSON.stringify(t.shape)}`);
+    }
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    const bytes = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    if (bytes.length !== count * BYTES[t.dtype]) {
+      throw new MimicError('E_USAGE', `safetensors: tensor ${name} (${t.dtype} [${t.shape.join(',')}]) needs ` +
+        `${count * BYTES[t.dtype]} bytes, its data has ${bytes.length}`);
+    }
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
+    blobs.push(bytes);
+    offset += bytes.length;
+  }
+  let json = JSON.stringify(header);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const head = Buffer.from(json, 'utf8');
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(head.length));
+  return Buffer.concat([length, head, ...blobs]);
+}
+
+/** Write a safetensors file atomically (a temporary file in the same folder, then a rename). */
+export async function writeSafetensors(file: string, tensors: Record<string, SafetensorsInput>, metadata?: Record<string, string>): Promise<void> {
+  await writeFileAtomic(file, encodeSafetensors(tensors, metadata));
 }

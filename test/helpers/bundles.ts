@@ -33,6 +33,8 @@ export interface TinyBundleOptions {
   embedDim?: number;
   /** Bundle name in model.json. */
   name?: string;
+  /** textual.onnx's sequence axis: 'dynamic' (the exporter's default) or 'fixed' to the context length. */
+  textLength?: 'dynamic' | 'fixed';
 }
 
 function exporterArgs(o: TinyBundleOptions): string[] {
@@ -42,6 +44,7 @@ function exporterArgs(o: TinyBundleOptions): string[] {
   if (o.contextLength) args.push('--context-length', String(o.contextLength));
   if (o.embedDim) args.push('--embed-dim', String(o.embedDim));
   if (o.name) args.push('--name', o.name);
+  if (o.textLength) args.push('--text-length', o.textLength);
   args.push('--vocab', CLIP_VOCAB, '--verify', 'skip');
   return args;
 }
@@ -107,21 +110,5 @@ export async function runExporter(args: string[]): Promise<{ code: number; stdou
   }
 }
 
-/** Write a safetensors file (for tests that need heads of another dtype, shape or content). */
-export function encodeSafetensors(
-  tensors: Record<string, { dtype: string; shape: number[]; data: Uint8Array | Float32Array }>,
-): Buffer {
-  const header: Record<string, unknown> = {};
-  const blobs: Buffer[] = [];
-  let off = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    const b = Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + b.length] };
-    blobs.push(b);
-    off += b.length;
-  }
-  const h = Buffer.from(JSON.stringify(header));
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
-  return Buffer.concat([len, h, ...blobs]);
-}
+/** Safetensors bytes, for tests that need heads of another dtype, shape or content (the library's writer). */
+export { encodeSafetensors } from '../../src/model/safetensors.js';
