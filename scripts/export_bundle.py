@@ -387,13 +387,31 @@ def check_inputs(cfg: cm.ClipConfig, mean, std) -> Tuple[torch.Tensor, torch.Ten
     return pixels.float(), ids
 
 
+def onnx_module():
+    """The onnx package, or None: a GPU machine's PyTorch may come without it (checks are then skipped, and said)."""
+    try:
+        import onnx
+        return onnx
+    except ImportError:
+        return None
+
+
+def torch_export_kwargs() -> dict:
+    # PyTorch >= 2.5 takes `dynamo` and newer versions default to the dynamo exporter (which needs onnxscript);
+    # this exporter is written for the TorchScript one.
+    import inspect
+    return {'dynamo': False} if 'dynamo' in inspect.signature(torch.onnx.export).parameters else {}
+
+
 def export_onnx(module: torch.nn.Module, example: torch.Tensor, path: str, inp: str, out: str, width: int,
                 dynamic_length: bool = False) -> None:
-    import onnx
     in_axes = {0: 'batch', 1: 'sequence'} if dynamic_length else {0: 'batch'}
     torch.onnx.export(module, (example,), path, input_names=[inp], output_names=[out],
                       dynamic_axes={inp: in_axes, out: {0: 'batch'}}, opset_version=OPSET,
-                      do_constant_folding=True)
+                      do_constant_folding=True, **torch_export_kwargs())
+    onnx = onnx_module()
+    if onnx is None:
+        return  # the feature axis stays symbolic: the bundle loader accepts that
     # PyTorch 1.13 leaves the feature axis symbolic after LayerNormalization; state it, so readers of the
     # graph's signature (and the bundle loader) see [batch, D].
     model = onnx.load(path)
@@ -550,12 +568,16 @@ def write_bundle(tmp: str, model: cm.CLIP, args, recipe: dict, source: Optional[
                              f'error {err:.1e})')
         export_onnx(cm.TextFeatures(model), ids[:2], os.path.join(tmp, 'textual.onnx'), 'input_ids',
                     'text_features', cfg.text.width, dynamic_length=dynamic)
-    import onnx
     s = cfg.vision.image_size
-    check_onnx_contract(os.path.join(tmp, 'visual.onnx'), 'pixel_values', onnx.TensorProto.FLOAT, [3, s, s],
-                        'image_features', cfg.vision.width)
-    check_onnx_contract(os.path.join(tmp, 'textual.onnx'), 'input_ids', onnx.TensorProto.INT64,
-                        ['sequence' if dynamic else cfg.text.context_length], 'text_features', cfg.text.width)
+    if onnx_module() is None:
+        notes.append('the onnx package is not installed: the ONNX files were not checked with onnx.checker '
+                     '(the bundle loader and `mimic check` still check them)')
+    else:
+        import onnx
+        check_onnx_contract(os.path.join(tmp, 'visual.onnx'), 'pixel_values', onnx.TensorProto.FLOAT, [3, s, s],
+                            'image_features', cfg.vision.width)
+        check_onnx_contract(os.path.join(tmp, 'textual.onnx'), 'input_ids', onnx.TensorProto.INT64,
+                            ['sequence' if dynamic else cfg.text.context_length], 'text_features', cfg.text.width)
 
     st.save(os.path.join(tmp, 'heads.safetensors'), heads, {'format': FORMAT})
     st.save(os.path.join(tmp, 'check.safetensors'), {
@@ -603,6 +625,17 @@ def node_verify(out: str, mode: str) -> str:
     return 'onnxruntime reproduces the PyTorch features and embeddings (mimic check)'
 
 
+def add_fp16(folder: str) -> str:
+    """fp16 builds of the encoders, by the project's own converter (scripts/add-fp16), before the bundle is placed."""
+    node = shutil.which('node')
+    if not node or not os.path.isfile(os.path.join(REPO, 'dist', 'model', 'index.js')):
+        raise ExportError('--fp16 runs scripts/add-fp16, which needs node and the built project (`npm run build`)')
+    r = subprocess.run([node, os.path.join(HERE, 'add-fp16'), folder], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise ExportError(f'scripts/add-fp16 failed:\n{r.stdout}{r.stderr}')
+    return 'fp16 encoders written (visual.fp16.onnx, textual.fp16.onnx; variants.fp16 in model.json)'
+
+
 def place(tmp: str, out: str, force: bool) -> None:
     if os.path.exists(out):
         if not force:
@@ -643,6 +676,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='run the ONNX files with onnxruntime through `mimic check` (default: when built)')
     p.add_argument('--text-length', choices=['dynamic', 'fixed'], default='dynamic',
                    help='textual.onnx sequence axis: symbolic, up to the context length (default), or fixed to it')
+    p.add_argument('--fp16', action='store_true',
+                   help='also write fp16 encoders (visual.fp16.onnx, textual.fp16.onnx, float32 in and out) with '
+                        'scripts/add-fp16, for `mimic score --precision fp16` on GPUs (needs node and the build)')
     p.add_argument('--force', action='store_true', help='replace OUT if it exists')
     return p.parse_args(argv)
 
@@ -698,6 +734,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would make a shared bundle unreadable to others
     try:
         info = write_bundle(tmp, model, args, recipe, source, mean, std)
+        if args.fp16:
+            info['notes'].append(add_fp16(tmp))
         if args.save_checkpoint:
             sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if args.save_checkpoint.endswith('.safetensors'):
