@@ -42,7 +42,7 @@ describe('loadBundle on an exported bundle', () => {
     expect(b.paths.vocab).toBe(join(b.dir, 'bpe_simple_vocab_16e6.txt.gz'));
     expect(b.signatures.visual.inputs).toEqual([{ name: 'pixel_values', type: 'float32', shape: ['batch', 3, 32, 32] }]);
     expect(b.signatures.visual.outputs).toEqual([{ name: 'image_features', type: 'float32', shape: ['batch', 64] }]);
-    expect(b.signatures.textual.inputs).toEqual([{ name: 'input_ids', type: 'int64', shape: ['batch', 77] }]);
+    expect(b.signatures.textual.inputs).toEqual([{ name: 'input_ids', type: 'int64', shape: ['batch', 'sequence'] }]);
     expect(b.signatures.textual.opsets).toContainEqual({ domain: '', version: 17 });
     expect(b.signatures.textual.externalData).toBe(false);
     expect(b.hash).toMatch(/^[0-9a-f]{64}$/);
@@ -184,8 +184,12 @@ describe('loadBundle errors name the file', () => {
       code: 'E_ONNX',
       message: expect.stringMatching(/visual\.onnx: input pixel_values has shape \[batch,3,32,32\], expected \[B,3,64,64\] from image\.size 64/),
     });
+    // A fixed text axis names its length; a symbolic one takes any length (the encoders check it runs).
+    const fixed = await makeTinyBundle(join(work, `b${n++}`), { seed: 1, textLength: 'fixed' });
+    editJson(fixed, (j) => { j.text.context_length = 16; });
+    await expect(loadBundle(fixed)).rejects.toThrow(/textual\.onnx: input input_ids has shape \[batch,77\], expected \[B,16\]/);
     editJson(dir, (j) => { j.image.size = 32; j.text.context_length = 16; });
-    await expect(loadBundle(dir)).rejects.toThrow(/textual\.onnx: input input_ids has shape \[batch,77\], expected \[B,16\]/);
+    expect((await loadBundle(dir)).signatures.textual.inputs[0]!.shape).toEqual(['batch', 'sequence']);
   });
 
   it('a vocabulary that is not CLIP\'s', async () => {
