@@ -228,10 +228,12 @@ const toRows = (flat: Float32Array, width: number): number[][] =>
   Array.from({ length: flat.length / width }, (_, i) => Array.from(flat.subarray(i * width, (i + 1) * width)));
 
 /**
- * Tolerance: the oracle runs the same encoders on the same batches, so the features are the same float32 values;
- * what is left is the ONNX graph's float64 arithmetic against the JS closed form's, then float32 rounding of the
- * outputs (measured worst: 6e-8 relative). 1e-5 relative leaves room for another CPU's kernels; the floor, 1e-6
- * of the batch's largest value, covers scores that are near-complete cancellations of larger terms.
+ * Tolerance: the oracle runs the same encoders on the same batches, with the text ids NOT cut (trimText: false,
+ * every caption padded to the full context), while the pipeline cuts each batch after its last end token; the
+ * text features then differ by float rounding of the smaller matrix products at most (src/model/text-length.ts).
+ * What is left is that, the ONNX graph's float64 arithmetic against the JS closed form's, and float32 rounding of
+ * the outputs (measured worst: 6e-8 relative). 1e-5 relative leaves room for another CPU's kernels; the floor,
+ * 1e-6 of the batch's largest value, covers scores that are near-complete cancellations of larger terms.
  */
 const RTOL = 1e-5;
 const BATCH_FLOOR = 1e-6;
@@ -246,7 +248,10 @@ describe('scores equal the scoring core for the same batches', () => {
     const S = spec.size;
     const open = async (dir: string): Promise<Oracle> => {
       const bundle = await loadBundle(dir, { hash: false });
-      return { bundle, encoders: await openEncoders(bundle, { device: 'cpu' }) };
+      const encoders = await openEncoders(bundle, { device: 'cpu', trimText: false });
+      // The pipeline's encoders cut (test/pipeline/text-length.test.ts); the oracle's must not.
+      expect(encoders.textLength).toMatchObject({ dynamic: true, trimmed: false });
+      return { bundle, encoders };
     };
     const ref = await open(refs.reference);
     const ckpts = { p1: await open(refs.proxy), p2: await open(refs.proxy2) };
