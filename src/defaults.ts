@@ -104,6 +104,12 @@ export const DEFAULTS = {
     precision: 'fp32' as 'fp32' | 'fp16',
     /** Inference threads per device (several share a CPU's cores, or overlap copies and kernels on one GPU). */
     inferenceWorkers: 1,
+    /**
+     * Machines with at least this many cores decode and tokenize on cores/4 worker threads: on one thread, sharp's
+     * synchronous part (~0.25 ms a call) and the tokenizer cap the loop near 1–2k samples/s (measured), far below
+     * a GPU's rate; on fewer cores the extra threads only compete with libvips and onnxruntime.
+     */
+    prepWorkersMinCores: 8,
   },
   /** `mimic filter` / `mimic stats` (src/filter). */
   filter: {

@@ -43,6 +43,11 @@ export interface ScoreOptions {
   precision?: 'fp32' | 'fp16';
   /** Inference threads per device in `device` (which may list several GPUs: cuda:0,1 or cuda:all). */
   inferenceWorkers?: number;
+  /**
+   * Threads that decode and tokenize (the scoring thread then only reads, batches and writes). Default: a quarter
+   * of the cores on machines with 8 or more, none below (DEFAULTS.score.prepWorkers).
+   */
+  prepWorkers?: number;
   onProgress?: (p: ScoreProgress) => void;
   signal?: AbortSignal;
 }
@@ -70,6 +75,15 @@ const positiveInt = (v: number, what: string): number => {
   if (!Number.isInteger(v) || v < 1) throw new MimicError('E_USAGE', `${what} must be a positive integer, got ${v}`);
   return v;
 };
+
+function prepWorkersOf(n: number | undefined): number {
+  if (n !== undefined) {
+    if (!Number.isInteger(n) || n < 0) throw new MimicError('E_USAGE', `sample preparation threads must be a whole number ≥ 0, got ${n}`);
+    return n;
+  }
+  const cores = availableParallelism();
+  return cores >= DEFAULTS.score.prepWorkersMinCores ? Math.floor(cores / 4) : 0;
+}
 
 export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
   if (!o.shards?.length) throw new MimicError('E_USAGE', 'no shards given', { hint: 'mimic score SHARDS... --proxy DIR --reference DIR --out DIR' });
@@ -111,6 +125,7 @@ export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
     pixels,
     precision,
     inferenceWorkers: positiveInt(o.inferenceWorkers ?? d.inferenceWorkers, 'the inference threads per device'),
+    prepWorkers: prepWorkersOf(o.prepWorkers),
     onProgress: o.onProgress,
     signal: o.signal,
   };

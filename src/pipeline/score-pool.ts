@@ -23,6 +23,7 @@ import { utf8Values, type Utf8Column } from '../scores/columns.js';
 import { VERSION } from '../version.js';
 import { DEFAULTS } from '../defaults.js';
 import { InferencePool } from './inference-pool.js';
+import { PrepPool } from './prep-pool.js';
 import { expandDevices, parseDevice, resolveDevice } from '../model/index.js';
 import { availableParallelism } from 'node:os';
 import { resolveScoreOptions, type ScoreOptions, type ScoreProgress } from './options.js';
@@ -184,8 +185,16 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     o.onProgress?.(progress());
   };
 
+  const prepPool = o.prepWorkers > 0 && !plan.uids ? await PrepPool.start(o.prepWorkers, {
+    imageKeys: prep.imageKeys, captionKey: prep.captionKey, metadataKey: prep.metadataKey, image: prep.image, decode: prep.decode,
+    vocab: reference.paths.vocab, contextLength: prep.contextLength, padId: prep.padId,
+  }).catch(async (e) => {
+    await inference.close();
+    throw e;
+  }) : undefined;
   const ctx = {
     plan,
+    prepPool,
     out: o.out,
     prep,
     batchSize: o.batchSize,
@@ -217,6 +226,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     await writes;
   } finally {
     await inference.close();
+    await prepPool?.close();
   }
   await writeWorkerManifest(o.out, manifest);
   summary.wallS = (performance.now() - started) / 1000;

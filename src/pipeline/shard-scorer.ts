@@ -14,6 +14,7 @@ import { DEFAULTS } from '../defaults.js';
 import { BatchBuilder } from './batch-builder.js';
 import type { BatchResult, InferenceClient } from './inference-client.js';
 import type { InferencePool } from './inference-pool.js';
+import type { PrepPool } from './prep-pool.js';
 import { orderedMap } from './ordered-map.js';
 import { scoreFilePath, type PlannedShard, type RunPlan } from './plan.js';
 import { prepareSample, wantedExtensions, type PrepContext, type RowFacts } from './sample-prep.js';
@@ -29,6 +30,8 @@ export interface ShardJobContext {
   /** How batches carry pixels (uint8: as decoded, normalised by the image encoder's graph). Default float32. */
   pixels?: 'uint8' | 'float32';
   inference: Pick<InferenceClient | InferencePool, 'submit'>;
+  /** Sample preparation threads; without them (or with --uids, applied here) samples are prepared on this thread. */
+  prepPool?: PrepPool;
   signal?: AbortSignal;
   /** Called once per sample read (for progress). */
   onSample?: (status: string) => void;
@@ -71,7 +74,8 @@ export async function startShard(ctx: ShardJobContext, shard: PlannedShard, shar
   try {
     const opened = await openShard(shard.url, { allowPipe: ctx.allowPipe, wantExtensions: wantedExtensions(ctx.prep), signal: ctx.signal });
     try {
-      const prepared = orderedMap(opened.samples, ctx.decodeConcurrency, (s) => prepareSample(s, ctx.prep));
+      const pool = ctx.prep.uids ? undefined : ctx.prepPool;
+      const prepared = orderedMap(opened.samples, ctx.decodeConcurrency, (s) => (pool ? pool.prepare(s) : prepareSample(s, ctx.prep)));
       for await (const p of prepared) {
         const { pixels: _p, ids: _i, ...rowFacts } = p;
         facts.push(rowFacts);

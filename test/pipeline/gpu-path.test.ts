@@ -17,8 +17,8 @@ afterAll(t.cleanup);
 
 let refs: Awaited<ReturnType<typeof bundles>>;
 // Sizes around the batch size (4): a partial last batch (filler rows), an exact fit, one short shard.
-const SHARDS = ['a.tar', 'b.tar', 'c.tar', 'd.tar', 'e.tar'];
-const SIZES = [9, 8, 3, 6, 11];
+const SHARDS = ['a.tar', 'b.tar', 'c.tar', 'd.tar', 'e.tar', 'f.tar'];
+const SIZES = [9, 8, 3, 6, 11, 7];
 let baseline: Record<string, string>;
 
 const run = (out: string, extra: Partial<Parameters<typeof scorePool>[0]> = {}) => scorePool({
@@ -33,7 +33,14 @@ beforeAll(async () => {
   cpSync(refs.proxy, t.path('proxy'), { recursive: true });
   for (const [i, s] of SHARDS.entries()) {
     // Varied sizes (40–62 px), so the CPU resize path is exercised before the bytes reach the batch.
-    writeBytes(t.path('pool', s), await buildTar(entriesOf(await goodSamples(SIZES[i]!, { seed: 300 + i, prefix: `g${i}-` }))));
+    const samples = await goodSamples(SIZES[i]!, { seed: 300 + i, prefix: `g${i}-` });
+    if (s === 'f.tar') {
+      // Rows that fail: their statuses must come out the same from every preparation path.
+      samples[1]!.files.jpg = Buffer.from('not a jpeg at all');
+      samples[3]!.files.txt = '   ';
+      samples[5]!.files.jpg = samples[5]!.files.jpg.subarray(0, 200);
+    }
+    writeBytes(t.path('pool', s), await buildTar(entriesOf(samples)));
   }
   await run(t.path('float32'), { pixels: 'float32' });
   baseline = scoreFileHashes(t.path('float32'));
@@ -43,7 +50,7 @@ beforeAll(async () => {
 describe('uint8 pixel transport', () => {
   it('writes the same score files, byte for byte, as float32 batches', async () => {
     const s = await run(t.path('uint8'), { pixels: 'uint8' });
-    expect(s.statuses).toEqual({ ok: SIZES.reduce((a, b) => a + b, 0) });
+    expect(s.statuses).toEqual({ ok: SIZES.reduce((a, b) => a + b, 0) - 3, decode_error: 2, bad_caption: 1 });
     expect(scoreFileHashes(t.path('uint8'))).toEqual(baseline);
   });
 
@@ -76,6 +83,22 @@ describe('several inference threads', () => {
     expect(rows.num('batch_size')).toEqual([4, 4, 4, 4, 4, 4, 4, 4, 4]);
     const one = readScores(t.path('float32', 'p', 'a.tar.arrow'));
     expect(rows.num('mimic_proj_both')).toEqual(one.num('mimic_proj_both'));
+  });
+});
+
+describe('sample preparation threads', () => {
+  it('decoding and tokenizing on 2 threads writes the files of the scoring thread, failed rows included', async () => {
+    const s = await run(t.path('prep'), { pixels: 'float32', prepWorkers: 2 });
+    expect(s.statuses).toEqual({ ok: SIZES.reduce((a, b) => a + b, 0) - 3, decode_error: 2, bad_caption: 1 });
+    expect(scoreFileHashes(t.path('prep'))).toEqual(baseline);
+    const rows = readScores(t.path('prep', 'p', 'f.tar.arrow'));
+    expect(rows.col('status')).toEqual(['ok', 'decode_error', 'ok', 'bad_caption', 'ok', 'decode_error', 'ok']);
+  });
+
+  it('--prep-workers is taken by the CLI and refused when negative', () => {
+    const bad = mimic(['score', t.path('pool', 'a.tar'), '--proxy', t.path('proxy'), '--reference', t.path('ref'), '--out', t.path('y'), '--prep-workers', '-1']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--prep-workers/);
   });
 });
 
