@@ -147,7 +147,10 @@ async function scoreConfig(cfg, mode, steps, prefix) {
     seed: cfg.seed,
   });
   if (ev.unscored || Object.keys(ev.failed).length) throw new Error(`noise ${cfg.noise} seed ${cfg.seed}: ${ev.unscored} unscored, failed ${JSON.stringify(ev.failed)}`);
-  return { ...cfg, report: ev.report, zeroShot };
+  const absMax = (c) => Math.max(...Array.from(c, Math.abs));
+  const sorted = Float64Array.from(rows.columns.mimic_proj_both, Math.abs).sort();
+  const magnitudes = { negWMax: absMax(rows.columns['mimic_proj_both:neg_w']), realMedian: sorted[sorted.length >> 1] };
+  return { ...cfg, report: ev.report, zeroShot, magnitudes };
 }
 
 const results = [];
@@ -212,6 +215,12 @@ const lines = [
     `(batch ${BATCH}, scored by \`mimic score\`'s pipeline). Suspicious end: low mimic / CLIP score, high loss / gradient norm.`,
   '',
   '### AUROC of finding the bad pairs (0.5 = chance)',
+  '',
+  'The D = −W control is degenerate: CLIP\'s loss does not change when a projection is rescaled (the embeddings are normalised), ' +
+    `so every per-sample gradient is orthogonal to W and its mimic scores are 0 up to rounding (largest |m| over all pools ` +
+    `${Math.max(...results.map((r) => r.magnitudes.negWMax)).toExponential(1)}, where the real direction's median |m| is ` +
+    `${Math.min(...results.map((r) => r.magnitudes.realMedian)).toFixed(2)} or more); its row measures how rounding noise ranks the pool. ` +
+    'The random D of the same norm is the informative control.',
   '',
   ...header('score'),
   ...scoreLabels.map((l) => `| ${l} | ${byNoise((r) => r.report.scores.find((s) => s.label === l).auroc).map((xs) => cell(xs)).join(' | ')} |`),

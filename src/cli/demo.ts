@@ -93,8 +93,13 @@ export function formatDemo(r: DemoResult): string {
   const randomD = score('mimic_proj_both:random');
   if (mimic && random) {
     lines.push(`Mimic score (both heads) ranks a bad pair below a clean one with probability ${mimic.auroc.toFixed(3)} (random order: ` +
-      `${random.auroc.toFixed(3)})${negW && randomD ? `; with D = −W or a random D of the same size instead of W_ref − W it is ${negW.auroc.toFixed(3)} ` +
-      `and ${randomD.auroc.toFixed(3)}: the direction toward the reference is what carries the signal` : ''}.`, '');
+      `${random.auroc.toFixed(3)})${randomD ? `; with a random D of the same size instead of W_ref − W it is ${randomD.auroc.toFixed(3)}: ` +
+      `the direction toward the reference is what carries the signal` : ''}.`);
+    if (negW) {
+      lines.push(`D = −W scores every pair 0 up to rounding (CLIP's loss does not change when a projection is rescaled, so each ` +
+        `gradient is orthogonal to W): its row ranks rounding noise.`);
+    }
+    lines.push('');
   }
   lines.push(`Kept ids of the paper's filters (mimic filter; the noise among the written ids, checked against the truth file):`);
   for (const s of r.selections) {

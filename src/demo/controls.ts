@@ -22,7 +22,11 @@ export const CONTROL_KINDS: readonly ControlKind[] = ['neg_w', 'random'];
 /** Control columns are the mimic columns with this suffix, e.g. `mimic_proj_visual:neg_w`. */
 export const CONTROL_SUFFIX: Record<ControlKind, string> = { neg_w: ':neg_w', random: ':random' };
 
-/** What each control's direction is, in words (model.json's source and the demo's output). */
+/**
+ * What each control's direction is, in words (model.json's source and the demo's output). D = −W is a degenerate
+ * control for CLIP heads: the loss is invariant to rescaling either projection, so ⟨G_i, W⟩ = 0 for every sample
+ * (Euler's theorem) and its mimic scores are rounding noise; the random D is the informative control.
+ */
 export const CONTROL_DESCRIPTION: Record<ControlKind, string> = {
   neg_w: 'D = −W (zero reference heads)',
   random: 'a random D with the norm of W_ref − W in each layer',

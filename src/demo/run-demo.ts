@@ -192,7 +192,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     onProgress: (p) => progress(scoreProgress('scoring', p)),
   }, step, rel));
   summaries.push(main);
-  step(`score   ${DEFAULTS.demo.proxies.length} checkpoints × ${main.samples || c.pool} pairs: mimic score (visual, text, both heads), loss, ` +
+  step(`score   ${DEFAULTS.demo.proxies.length} checkpoints × ${c.pool} pairs: mimic score (visual, text, both heads), loss, ` +
     `CLIP score of the proxy and of the reference${main.shards.alreadyDone === main.shards.mine ? ' (already scored)' : ''}: ${rel(scoresDir)}`);
 
   const controlBundles: Partial<Record<ControlKind, string>> = {};
