@@ -279,9 +279,11 @@ function relErr(a, b) {
   return +(d / (m || 1)).toExponential(2);
 }
 
+// Most informative first (a run cut short by the deadline keeps those). Default prep threads: cores/4 from 8 cores.
 const E2E_CONFIGS = [
   { name: 'fp16-uint8', precision: 'fp16', pixels: 'uint8' },
   { name: 'fp32-uint8', precision: 'fp32', pixels: 'uint8' },
+  { name: 'fp16-uint8-prep8', precision: 'fp16', pixels: 'uint8', prepWorkers: 8 },
   { name: 'fp16-uint8-2threads', precision: 'fp16', pixels: 'uint8', inferenceWorkers: 2 },
   { name: 'fp32-float32', precision: 'fp32', pixels: 'float32' },
 ];
@@ -295,7 +297,8 @@ async function e2eStep(limit) {
     rmSync(out, { recursive: true, force: true });
     const args = [join(REPO, 'bin', 'mimic'), '--log-level', 'warn', 'score', shardGlob(), '--proxy', `p=${bundleDir('proxy')}`, '--reference', bundleDir('reference'),
       '--out', out, '--batch-size', String(BATCH), '--device', DEVICE, '--precision', c.precision, '--pixels', c.pixels, '--json',
-      ...(c.inferenceWorkers ? ['--inference-workers', String(c.inferenceWorkers)] : []), ...(CPU ? ['--threads', '0'] : [])];
+      ...(c.inferenceWorkers ? ['--inference-workers', String(c.inferenceWorkers)] : []), ...(c.prepWorkers ? ['--prep-workers', String(c.prepWorkers)] : []),
+      ...(CPU ? ['--threads', '0'] : [])];
     const w0 = elapsed();
     const r = await child(`e2e-${c.name}`, process.execPath, args, { timeoutS: Math.min(left, 200) });
     const wall = elapsed() - w0;
@@ -482,7 +485,8 @@ async function childMain(kind) {
     const dirOf = (name) => join(WORK, `scores-${name}`, 'p');
     const result = {};
     const pairs = [['fp32-uint8', 'fp32-float32', 'uint8 vs float32 pixels (fp32), score files'], ['fp16-uint8', 'fp32-uint8', 'fp16 vs fp32 (uint8), score columns'],
-      ['fp16-uint8-2threads', 'fp16-uint8', '2 inference threads vs 1 (fp16), score files']];
+      ['fp16-uint8-2threads', 'fp16-uint8', '2 inference threads vs 1 (fp16), score files'],
+      ['fp16-uint8-prep8', 'fp16-uint8', '8 prep threads vs the default (fp16), score files']];
     for (const [a, b, label] of pairs) {
       if (!existsSync(dirOf(a)) || !existsSync(dirOf(b))) continue;
       const files = readdirSync(dirOf(b)).filter((f) => f.endsWith('.arrow')).sort();

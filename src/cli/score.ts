@@ -29,6 +29,7 @@ interface ScoreFlags {
   precision?: 'fp32' | 'fp16';
   inferenceWorkers?: number;
   prepWorkers?: number;
+  sourceSize?: string;
   config?: string;
   json?: boolean;
 }
@@ -56,6 +57,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--pixels <format>', 'pixels to the image encoder: uint8 (normalised in the graph), float32 (normalised here) or auto (uint8)', choiceFlag(['auto', 'uint8', 'float32'] as const), DEFAULTS.score.pixels)
     .option('--precision <p>', 'encoders: fp32, or fp16 (the bundles\' fp16 variants, scripts/add-fp16; for GPUs)', choiceFlag(['fp32', 'fp16'] as const), DEFAULTS.score.precision)
     .option('--inference-workers <n>', 'inference threads per device (several on one CPU split its cores)', intFlag(1))
+    .option('--source-size <WxH>', 'opt-in for shards of one image size (e.g. 256x256): decode only on the CPU, resize in the image encoder\'s graph (within a few LSB of PIL, not bit-exact); other sizes are resized on the CPU')
     .option('--prep-workers <n>', 'threads that decode and tokenize (0: the scoring thread does; default: cores/4 from 8 cores)', intFlag(0))
     .option('--config <file>', 'a YAML file of these flags (e.g. configs/score-cpu.yaml); flags given here win')
     .option('--json', 'print the final summary as JSON')
@@ -108,6 +110,7 @@ async function run(ctx: CliContext, shards: string[], flags: ScoreFlags, cmd: Co
     precision: flags.precision,
     inferenceWorkers: flags.inferenceWorkers,
     prepWorkers: flags.prepWorkers,
+    sourceSize: flags.sourceSize,
     onProgress: (p) => ctx.progress.update(progressLine(p)),
   });
   ctx.progress.done();

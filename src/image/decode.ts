@@ -278,3 +278,14 @@ export async function decodeResized(bytes: Uint8Array, spec: ImageSpec, opts: De
   const pixels = await toRgb(pipeline, spec.size, spec.size, bytes, opts);
   return { pixels, source };
 }
+
+/**
+ * Decodes one image to its full-size RGB, as PIL's `.convert('RGB')` gives it (no resize): for encoders that
+ * resize in their graph (src/model/onnx/resize-input.ts). Same checks and errors as decodeResized.
+ */
+export async function decodeRgb(bytes: Uint8Array, opts: DecodeOptions = {}): Promise<DecodedImage> {
+  ensureSharpConfigured();
+  const source = await readSource(bytes, opts);
+  if (needsFullSizeRgb(source) || source.format === 'gif') return { pixels: await fullSizeRgb(bytes, source, opts), source };
+  return { pixels: await toRgb(sharp(bytes, inputOptions(opts)), source.width, source.height, bytes, opts), source };
+}

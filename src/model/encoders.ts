@@ -13,7 +13,7 @@ import { MimicError, errorMessage } from '../errors.js';
 import { log } from '../log.js';
 import { TEXTUAL_IO, VISUAL_IO, type Bundle } from './bundle.js';
 import { maxRelError } from './linalg.js';
-import { withUint8Input } from './onnx/index.js';
+import { RESIZED_MASK_INPUT, withResizingUint8Input, withUint8Input } from './onnx/index.js';
 import { cleanOrtMessage } from './providers.js';
 import { createSession, resolveDevice, type Provider, type SessionOptions } from './session.js';
 import { cutIds, pooledLength } from './text-length.js';
@@ -28,6 +28,11 @@ export interface EncoderOptions extends SessionOptions {
   trimText?: boolean;
   /** Pixel format of `imageFeatures` (default float32). */
   pixels?: PixelFormat;
+  /**
+   * uint8 only: `imageFeatures` takes frames of this size [B,H,W,3] and the graph resizes and crops them
+   * (resize-input.ts); rows the caller resized to S×S itself are flagged in `imageFeatures`' mask.
+   */
+  sourceSize?: { width: number; height: number };
   /** Encoder build (default fp32). */
   precision?: EncoderPrecision;
 }
@@ -55,7 +60,7 @@ export interface Encoders {
   pixels: PixelFormat;
   precision: EncoderPrecision;
   /** pixels: float32 [batch,3,S,S] (normalised) or uint8 [batch,S,S,3] (as decoded), per `pixels` → image features [batch, dv]. */
-  imageFeatures(pixels: Float32Array | Uint8Array, batch: number): Promise<Float32Array>;
+  imageFeatures(pixels: Float32Array | Uint8Array, batch: number, resizedMask?: Uint8Array): Promise<Float32Array>;
   /** How the text encoder's sequence axis is used. */
   textLength: TextLength;
   /** ids: int64 [batch, L] (L = context_length) → text features [batch, dt]; cut first when textLength.trimmed. */
@@ -80,9 +85,10 @@ export function encoderFiles(bundle: Bundle, precision: EncoderPrecision): { vis
  * The image encoder's model for the pixel format: its file, or for uint8 its bytes with the normalisation
  * prepended (withUint8Input), so the session takes uint8 NHWC batches as the decoder writes them.
  */
-async function visualModel(bundle: Bundle, file: string, pixels: PixelFormat): Promise<string | Uint8Array> {
+async function visualModel(bundle: Bundle, file: string, pixels: PixelFormat, sourceSize?: { width: number; height: number }): Promise<string | Uint8Array> {
   if (pixels === 'float32') return file;
-  const { mean, std } = bundle.manifest.image;
+  const { mean, std, size, resize } = bundle.manifest.image;
+  if (sourceSize) return withResizingUint8Input(await readFile(file), { mean, std, from: sourceSize, size, resize });
   return withUint8Input(await readFile(file), { mean, std, layout: 'NHWC' });
 }
 
@@ -93,8 +99,10 @@ export async function openEncoders(bundle: Bundle, opts: EncoderOptions = {}): P
   // Resolve once so both towers land on the same provider even under `auto`.
   const target = await resolveDevice(opts.device);
   const device = target.provider === 'cuda' ? `cuda:${target.deviceId ?? 0}` : 'cpu';
-  const visualLabel = pixelFormat === 'uint8' ? `${files.visual} (with a uint8 pixel input)` : files.visual;
-  const visual = await createSession(await visualModel(bundle, files.visual, pixelFormat), { ...opts, device, label: visualLabel });
+  const sourceSize = opts.sourceSize;
+  if (sourceSize && pixelFormat !== 'uint8') throw new MimicError('E_USAGE', 'resizing in the graph (a source size) needs uint8 pixels');
+  const visualLabel = pixelFormat === 'uint8' ? `${files.visual} (with a uint8 pixel input${sourceSize ? `, resized from ${sourceSize.width}×${sourceSize.height} in the graph` : ''})` : files.visual;
+  const visual = await createSession(await visualModel(bundle, files.visual, pixelFormat, sourceSize), { ...opts, device, label: visualLabel });
   let textual;
   try {
     textual = await createSession(files.textual, { ...opts, device });
@@ -105,7 +113,7 @@ export async function openEncoders(bundle: Bundle, opts: EncoderOptions = {}): P
   const s = bundle.manifest.image.size;
   const L = bundle.manifest.text.context_length;
   try {
-    checkMetadata(visual.session, files.visual, VISUAL_IO.input, pixelFormat, VISUAL_IO.output);
+    checkMetadata(visual.session, files.visual, VISUAL_IO.input, pixelFormat, VISUAL_IO.output, sourceSize ? RESIZED_MASK_INPUT : undefined);
     checkMetadata(textual.session, files.textual, TEXTUAL_IO.input, 'int64', TEXTUAL_IO.output);
   } catch (e) {
     await visual.session.release();
@@ -116,10 +124,11 @@ export async function openEncoders(bundle: Bundle, opts: EncoderOptions = {}): P
 
   const runOne = async (
     session: ort.InferenceSession, file: string, input: string, output: string, tensor: ort.Tensor, width: number, batch: number,
+    extra: Record<string, ort.Tensor> = {},
   ): Promise<Float32Array> => {
     let out: ort.InferenceSession.ReturnType;
     try {
-      out = await session.run({ [input]: tensor });
+      out = await session.run({ [input]: tensor, ...extra });
     } catch (e) {
       throw new MimicError('E_ONNX', `running ${file} failed: ${cleanOrtMessage(errorMessage(e))}`, { file, cause: e });
     }
@@ -150,7 +159,17 @@ export async function openEncoders(bundle: Bundle, opts: EncoderOptions = {}): P
     pixels: pixelFormat,
     precision,
     textLength,
-    imageFeatures(pixels, batch) {
+    imageFeatures(pixels, batch, resizedMask) {
+      if (sourceSize) {
+        const { width: w, height: h } = sourceSize;
+        if (pixels.length !== batch * 3 * w * h || !(pixels instanceof Uint8Array)) {
+          throw new MimicError('E_USAGE', `frame batch has ${pixels.length} values, expected uint8 ${batch}×${h}×${w}×3`);
+        }
+        const mask = resizedMask ?? new Uint8Array(batch);
+        if (mask.length !== batch) throw new MimicError('E_USAGE', `resized-row mask has ${mask.length} values, expected ${batch}`);
+        return runOne(visual.session, files.visual, VISUAL_IO.input, VISUAL_IO.output, new ort.Tensor('uint8', pixels, [batch, h, w, 3]), dv, batch,
+          { [RESIZED_MASK_INPUT]: new ort.Tensor('bool', mask, [batch]) });
+      }
       if (pixels.length !== batch * 3 * s * s) {
         throw new MimicError('E_USAGE', `pixel batch has ${pixels.length} values, expected ${batch}×3×${s}×${s}`);
       }
@@ -225,13 +244,14 @@ async function textLengthOf(
   return { dynamic, trimmed: true };
 }
 
-function checkMetadata(session: ort.InferenceSession, file: string, input: string, type: string, output: string): void {
+function checkMetadata(session: ort.InferenceSession, file: string, input: string, type: string, output: string, second?: string): void {
   const ins = session.inputMetadata;
   const outs = session.outputMetadata;
   const fail = (msg: string): never => {
     throw new MimicError('E_ONNX', `${file}: ${msg}`, { file, hint: 'export the bundle again with scripts/export_bundle.py' });
   };
-  if (ins.length !== 1 || ins[0]!.name !== input) fail(`onnxruntime sees inputs [${session.inputNames.join(', ')}], expected [${input}]`);
+  const want = second ? [input, second] : [input];
+  if (ins.length !== want.length || want.some((n, i) => ins[i]!.name !== n)) fail(`onnxruntime sees inputs [${session.inputNames.join(', ')}], expected [${want.join(', ')}]`);
   const i = ins[0]!;
   if (!i.isTensor || i.type !== type) fail(`input ${input} is ${i.isTensor ? i.type : 'not a tensor'}, expected ${type}`);
   if (outs.length !== 1 || outs[0]!.name !== output) fail(`onnxruntime sees outputs [${session.outputNames.join(', ')}], expected [${output}]`);

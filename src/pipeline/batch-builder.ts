@@ -14,6 +14,8 @@ export interface ModelBatch {
   rows: number[];
   pixels: Float32Array | Uint8Array;
   ids: BigInt64Array;
+  /** With a source size: 1 for the rows resized on the CPU (S×S in the top-left of their H×W frame). */
+  resizedMask?: Uint8Array;
 }
 
 export class BatchBuilder {
@@ -29,8 +31,11 @@ export class BatchBuilder {
     private readonly contextLength: number,
     private readonly table: Float32Array,
     private readonly pixelFormat: 'float32' | 'uint8' = 'float32',
+    /** Frames of the source size, resized in the graph (uint8 only). */
+    private readonly sourceSize?: { width: number; height: number },
   ) {
-    this.pixelCount = size * size;
+    this.pixelCount = sourceSize ? sourceSize.width * sourceSize.height : size * size;
+    if (sourceSize) this.mask = new Uint8Array(capacity);
     this.pixels = pixelFormat === 'uint8' ? new Uint8Array(capacity * 3 * this.pixelCount) : new Float32Array(capacity * 3 * this.pixelCount);
     this.ids = new BigInt64Array(capacity * contextLength);
   }
@@ -43,13 +48,31 @@ export class BatchBuilder {
     return this.rows.length === this.capacity;
   }
 
+  private readonly mask?: Uint8Array;
+
   add(s: PreparedSample): void {
     const k = this.rows.length;
-    if (this.pixels instanceof Uint8Array) this.pixels.set(s.pixels!.subarray(0, 3 * this.pixelCount), k * 3 * this.pixelCount);
+    if (this.mask) this.addFrame(s, k);
+    else if (this.pixels instanceof Uint8Array) this.pixels.set(s.pixels!.subarray(0, 3 * this.pixelCount), k * 3 * this.pixelCount);
     else normalizeHwcToChw(s.pixels!, this.pixelCount, this.table, this.pixels, k * 3 * this.pixelCount);
     const L = this.contextLength;
     for (let j = 0; j < L; j++) this.ids[k * L + j] = BigInt(s.ids![j]!);
     this.rows.push(s.row);
+  }
+
+  /** A source-size row: the decoded frame as it is, or a CPU-resized S×S image in its top-left corner. */
+  private addFrame(s: PreparedSample, k: number): void {
+    const { width } = this.sourceSize!;
+    const at = k * 3 * this.pixelCount;
+    const px = s.pixels!;
+    const frame = this.pixels as Uint8Array;
+    if (!s.cpuResized) {
+      frame.set(px.subarray(0, 3 * this.pixelCount), at);
+      return;
+    }
+    this.mask![k] = 1;
+    frame.fill(0, at, at + 3 * this.pixelCount); // the rest of a reused buffer must not carry another image
+    for (let y = 0; y < this.size; y++) frame.set(px.subarray(y * 3 * this.size, (y + 1) * 3 * this.size), at + y * 3 * width);
   }
 
   /** The batch, trimmed to the samples added (a copy only for a short last batch). */
@@ -61,6 +84,7 @@ export class BatchBuilder {
       rows: this.rows,
       pixels: full ? this.pixels : this.pixels.slice(0, n * 3 * this.pixelCount),
       ids: full ? this.ids : this.ids.slice(0, n * this.contextLength),
+      ...(this.mask ? { resizedMask: full ? this.mask : this.mask.slice(0, n) } : {}),
     };
   }
 }

@@ -113,6 +113,7 @@ export class InferenceClient {
     this.worker.postMessage({ type: 'batch', seq, ...req } satisfies BatchRequest, [
       req.pixels.buffer as ArrayBuffer,
       req.ids.buffer as ArrayBuffer,
+      ...(req.resizedMask ? [req.resizedMask.buffer as ArrayBuffer] : []),
     ]);
     return { result };
   }

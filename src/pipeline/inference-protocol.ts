@@ -12,6 +12,8 @@ export interface InferenceInit {
   pixels?: 'float32' | 'uint8';
   /** Encoder build: fp32, or the bundles' fp16 variants. Default fp32. */
   precision?: 'fp32' | 'fp16';
+  /** Batches are frames of this size, resized by the image encoder's graph (uint8 pixels only). */
+  sourceSize?: { width: number; height: number };
 }
 
 export interface BatchRequest {
@@ -25,6 +27,8 @@ export interface BatchRequest {
   fill: number;
   pixels: Float32Array | Uint8Array;
   ids: BigInt64Array;
+  /** With a source size: 1 for the rows the CPU resized (see BatchBuilder). */
+  resizedMask?: Uint8Array;
 }
 
 export interface SerializedError {

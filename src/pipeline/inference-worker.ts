@@ -37,6 +37,7 @@ async function start(init: InferenceInit): Promise<void> {
   const session = {
     device: init.device, intraOpThreads: init.intraOpThreads, interOpThreads: init.interOpThreads,
     pixels: init.pixels ?? 'float32', precision: init.precision ?? 'fp32',
+    ...(init.sourceSize ? { sourceSize: init.sourceSize } : {}),
   };
   const reference = await loadBundle(init.reference, { hash: false });
   const checkpoints: CheckpointRuntime[] = [];
@@ -69,7 +70,7 @@ async function start(init: InferenceInit): Promise<void> {
     const started = performance.now();
     const scores: Record<string, BatchScores> = {};
     for (const c of checkpoints) {
-      const image = await c.encoders.imageFeatures(req.pixels, req.n);
+      const image = await c.encoders.imageFeatures(req.pixels, req.n, req.resizedMask);
       const text = await c.encoders.textFeatures(req.ids, req.n);
       let b = req.n;
       let img = image;
@@ -89,7 +90,7 @@ async function start(init: InferenceInit): Promise<void> {
     }
     let refClipSim: Float32Array | null = null;
     if (refRuntime) {
-      const image = await refRuntime.encoders.imageFeatures(req.pixels, req.n);
+      const image = await refRuntime.encoders.imageFeatures(req.pixels, req.n, req.resizedMask);
       const text = await refRuntime.encoders.textFeatures(req.ids, req.n);
       const out = await refRuntime.sim.run({
         [GRAD_GRAPH_INPUTS.image]: new ort.Tensor('float32', image, [req.n, image.length / req.n]),

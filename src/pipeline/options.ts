@@ -48,6 +48,13 @@ export interface ScoreOptions {
    * of the cores on machines with 8 or more, none below (DEFAULTS.score.prepWorkers).
    */
   prepWorkers?: number;
+  /**
+   * Opt-in, for shards whose images all have one size (img2dataset's default writes 256×256): images of this
+   * size ('WxH', e.g. '256x256') are only decoded on the CPU and resized inside the image encoder's graph (ONNX
+   * Resize, PIL's cubic: within a few LSB of PIL, not bit-exact); images of another size are resized on the CPU
+   * as usual. Needs uint8 pixels. Part of the run's identity.
+   */
+  sourceSize?: string;
   onProgress?: (p: ScoreProgress) => void;
   signal?: AbortSignal;
 }
@@ -64,8 +71,10 @@ export interface ScoreProgress {
   statuses: Record<string, number>;
 }
 
-export type ResolvedScoreOptions = Required<Omit<ScoreOptions, 'uidsFile' | 'onProgress' | 'signal' | 'workerIndex' | 'numWorkers'>> &
+export type ResolvedScoreOptions = Required<Omit<ScoreOptions, 'uidsFile' | 'onProgress' | 'signal' | 'workerIndex' | 'numWorkers' | 'sourceSize'>> &
   Pick<ScoreOptions, 'uidsFile' | 'onProgress' | 'signal'> & {
+    /** Parsed --source-size. */
+    sourceSize?: { width: number; height: number };
     workerIndex: number;
     /** Undefined: take it from the run record (or 1 at the first launch). */
     numWorkers?: number;
@@ -75,6 +84,18 @@ const positiveInt = (v: number, what: string): number => {
   if (!Number.isInteger(v) || v < 1) throw new MimicError('E_USAGE', `${what} must be a positive integer, got ${v}`);
   return v;
 };
+
+/** 'WxH' (or one number for a square) → { width, height }; needs uint8 (or auto) pixels. */
+export function parseSourceSize(spec: string, pixels: string): { width: number; height: number } {
+  const m = /^\s*(\d+)(?:\s*[x×]\s*(\d+))?\s*$/i.exec(spec);
+  const width = m ? Number(m[1]) : NaN;
+  const height = m ? Number(m[2] ?? m[1]) : NaN;
+  if (!(width > 0 && height > 0 && width <= 16384 && height <= 16384)) {
+    throw new MimicError('E_USAGE', `source size "${spec}" is not WIDTHxHEIGHT`, { hint: 'e.g. --source-size 256x256 (img2dataset\'s default image size)' });
+  }
+  if (pixels === 'float32') throw new MimicError('E_USAGE', '--source-size resizes inside the image encoder, which needs --pixels uint8');
+  return { width, height };
+}
 
 function prepWorkersOf(n: number | undefined): number {
   if (n !== undefined) {
@@ -126,6 +147,7 @@ export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
     precision,
     inferenceWorkers: positiveInt(o.inferenceWorkers ?? d.inferenceWorkers, 'the inference threads per device'),
     prepWorkers: prepWorkersOf(o.prepWorkers),
+    ...(o.sourceSize === undefined ? {} : { sourceSize: parseSourceSize(o.sourceSize, pixels) }),
     onProgress: o.onProgress,
     signal: o.signal,
   };

@@ -110,6 +110,7 @@ export async function planRun(o: ResolvedScoreOptions): Promise<RunPlan> {
     uids: uids?.hash ?? null,
     shardNames: relNames,
     ...(o.precision === 'fp16' ? { precision: 'fp16' as const } : {}),
+    ...(o.sourceSize ? { resizeInGraph: `${o.sourceSize.width}x${o.sourceSize.height}` } : {}),
   };
   const wanted: RunRecord = {
     ...identity,

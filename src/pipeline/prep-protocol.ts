@@ -12,6 +12,7 @@ export interface PrepInit {
   vocab: string;
   contextLength: number;
   padId: number;
+  sourceSize?: { width: number; height: number };
 }
 
 /** The parts of a sample that preparation reads; its member bytes are copied (the tar reader's buffers stay). */

@@ -28,6 +28,7 @@ async function start(init: PrepInit): Promise<void> {
     padId: init.padId,
     // --uids is applied by the scoring loop before a sample is sent here.
     uids: null,
+    ...(init.sourceSize ? { sourceSize: init.sourceSize } : {}),
   };
   parentPort!.on('message', (m: PrepParentMessage) => {
     if (m.type === 'close') {

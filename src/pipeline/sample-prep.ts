@@ -3,7 +3,7 @@
  * scored, its decoded S×S×3 pixels and token ids. Every failure becomes a status on the row, never an
  * exception: the run goes on and the score file still has the row.
  */
-import { decodeResized, imageErrorKind, type DecodeOptions, type ImageSpec } from '../image/index.js';
+import { decodeResized, decodeRgb, imageErrorKind, type DecodeOptions, type ImageSpec } from '../image/index.js';
 import type { ClipTokenizer } from '../text/tokenizer.js';
 import { jsonUid, sampleCaption, sampleJson, type Sample } from '../wds/index.js';
 import type { UidSet } from './uid-set.js';
@@ -17,8 +17,10 @@ export interface RowFacts {
 }
 
 export interface PreparedSample extends RowFacts {
-  /** S·S·3 uint8 HWC, when status is ok. */
+  /** S·S·3 uint8 HWC, when status is ok (with a source size: W·H·3 as decoded, unless cpuResized). */
   pixels?: Buffer;
+  /** With a source size: the image had another size and was resized to S×S on the CPU. */
+  cpuResized?: boolean;
   /** Token ids with the specials, padded to the context length, when status is ok. */
   ids?: Int32Array;
 }
@@ -33,6 +35,11 @@ export interface PrepContext {
   contextLength: number;
   padId: number;
   uids: UidSet | null;
+  /**
+   * Images of this size are only decoded (the image encoder resizes them in its graph); others are resized to
+   * S×S here as usual. Unset: every image is resized here.
+   */
+  sourceSize?: { width: number; height: number };
 }
 
 /** The extensions a scoring run reads; other members' bytes are skipped by the tar reader. */
@@ -57,16 +64,22 @@ export async function prepareSample(sample: Sample, ctx: PrepContext): Promise<P
   if (caption.caption.trim() === '') return fail('bad_caption', 'the caption is empty');
 
   let pixels: Buffer;
+  let cpuResized: boolean | undefined;
   try {
-    ({ pixels } = await decodeResized(sample.files.get(imageExt)!, ctx.image, {
-      ...ctx.decode,
-      file: `${sample.shard}:${sample.key}.${imageExt}`,
-    }));
+    const bytes = sample.files.get(imageExt)!;
+    const opts = { ...ctx.decode, file: `${sample.shard}:${sample.key}.${imageExt}` };
+    if (ctx.sourceSize) {
+      const full = await decodeRgb(bytes, opts);
+      cpuResized = full.source.width !== ctx.sourceSize.width || full.source.height !== ctx.sourceSize.height;
+      pixels = cpuResized ? (await decodeResized(bytes, ctx.image, opts)).pixels : full.pixels;
+    } else {
+      ({ pixels } = await decodeResized(bytes, ctx.image, opts));
+    }
   } catch (e) {
     const kind = imageErrorKind(e);
     if (kind === undefined) throw e;
     return fail(kind, (e as Error).message);
   }
   const ids = ctx.tokenizer.tokenize(caption.caption, ctx.contextLength, ctx.padId);
-  return { ...facts, pixels, ids };
+  return { ...facts, pixels, ids, ...(cpuResized === undefined ? {} : { cpuResized }) };
 }

@@ -130,9 +130,11 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     contextLength: reference.manifest.text.context_length,
     padId: reference.manifest.text.pad_id,
     uids: plan.uids,
+    ...(o.sourceSize ? { sourceSize: o.sourceSize } : {}),
   };
   const devices = await expandDevices(o.device, o.inferenceWorkers);
-  const pixels = await pixelFormatFor(o.pixels, devices[0]!);
+  // The graph resize takes uint8 frames: a source size makes 'auto' uint8 (and float32 was refused earlier).
+  const pixels = o.sourceSize ? 'uint8' : await pixelFormatFor(o.pixels, devices[0]!);
   // Threads sharing the CPU share its cores (0 = every core, split between them).
   const cpuThreads = devices.filter((d) => d === 'cpu').length;
   const intraOp = o.intraOpThreads || (cpuThreads > 1 ? Math.max(1, Math.floor(availableParallelism() / cpuThreads)) : 0);
@@ -145,6 +147,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     interOpThreads: o.interOpThreads,
     pixels,
     precision: o.precision,
+    ...(o.sourceSize ? { sourceSize: o.sourceSize } : {}),
   })), o.maxBatchesInFlight);
   summary.provider = inference.provider;
   manifest.provider = inference.devices;
@@ -188,6 +191,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   const prepPool = o.prepWorkers > 0 && !plan.uids ? await PrepPool.start(o.prepWorkers, {
     imageKeys: prep.imageKeys, captionKey: prep.captionKey, metadataKey: prep.metadataKey, image: prep.image, decode: prep.decode,
     vocab: reference.paths.vocab, contextLength: prep.contextLength, padId: prep.padId,
+    ...(o.sourceSize ? { sourceSize: o.sourceSize } : {}),
   }).catch(async (e) => {
     await inference.close();
     throw e;
@@ -202,6 +206,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     allowPipe: o.allowPipe,
     normalizeTable: normalizeTableFor(reference.manifest.image),
     pixels,
+    ...(o.sourceSize ? { sourceSize: o.sourceSize } : {}),
     inference,
     signal: o.signal,
     onSample: (status: string) => {

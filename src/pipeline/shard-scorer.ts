@@ -29,6 +29,8 @@ export interface ShardJobContext {
   normalizeTable: Float32Array;
   /** How batches carry pixels (uint8: as decoded, normalised by the image encoder's graph). Default float32. */
   pixels?: 'uint8' | 'float32';
+  /** Frames of this size go to the encoder unresized (uint8 only; see sample-prep). */
+  sourceSize?: { width: number; height: number };
   inference: Pick<InferenceClient | InferencePool, 'submit'>;
   /** Sample preparation threads; without them (or with --uids, applied here) samples are prepared on this thread. */
   prepPool?: PrepPool;
@@ -61,13 +63,15 @@ export async function startShard(ctx: ShardJobContext, shard: PlannedShard, shar
   const batches: PendingBatch[] = [];
   const B = ctx.batchSize;
   const image = ctx.prep.image;
-  const newBuilder = (index: number) => new BatchBuilder(index, B, image.size, ctx.prep.contextLength, ctx.normalizeTable, ctx.pixels);
+  const newBuilder = (index: number) => new BatchBuilder(index, B, image.size, ctx.prep.contextLength, ctx.normalizeTable, ctx.pixels, ctx.sourceSize);
   let builder = newBuilder(0);
   let shardError: string | undefined;
 
   const submit = async (fill: number) => {
     const batch = builder.finish();
-    const { result } = await ctx.inference.submit({ shardSeq, n: batch.rows.length, fill, pixels: batch.pixels, ids: batch.ids });
+    const { result } = await ctx.inference.submit({
+      shardSeq, n: batch.rows.length, fill, pixels: batch.pixels, ids: batch.ids, ...(batch.resizedMask ? { resizedMask: batch.resizedMask } : {}),
+    });
     batches.push({ index: batch.index, rows: batch.rows, size: batch.rows.length + fill, result });
   };
 

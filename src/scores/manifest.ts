@@ -37,6 +37,8 @@ export interface RunIdentity {
   shardNames: string[];
   /** Encoder build when not fp32 (absent for fp32, so runs made before the option keep their identity). */
   precision?: 'fp16';
+  /** The source size resized inside the image encoder (--source-size), when used. */
+  resizeInGraph?: string;
 }
 
 export interface RunRecord extends RunIdentity {
@@ -201,7 +203,7 @@ export async function readAllWorkerManifests(out: string): Promise<WorkerManifes
 
 /** The fields in which two run identities differ, for an error that says what changed. */
 /** RunIdentity's optional keys (a run record also holds non-identity keys, which a diff must skip). */
-const IDENTITY_KEYS = new Set(['precision']);
+const IDENTITY_KEYS = new Set(['precision', 'resizeInGraph']);
 
 export function diffIdentity(before: RunIdentity, now: RunIdentity): string[] {
   const diffs: string[] = [];

@@ -133,6 +133,40 @@ describe('fp16 encoders', () => {
   });
 });
 
+describe('resize in the graph (--source-size)', () => {
+  it('decodes 48×48 images only, resizes the odd ones on the CPU, scores within 2e-2 of the CPU path, deterministically, as its own run identity', async () => {
+    const samples = await goodSamples(10, { seed: 77, prefix: 'fx-' });
+    for (const [i, smp] of samples.entries()) {
+      // All 48×48 but two (rows 3 and 7), as in a shard written by img2dataset with a few failed resizes.
+      smp.files.jpg = await (await import('./helpers.js')).randomImage(5000 + i, i === 3 ? 60 : 48, i === 7 ? 30 : 48);
+    }
+    writeBytes(t.path('fixed', 'x.tar'), await buildTar(entriesOf(samples)));
+    const fixed = (out: string, extra: Partial<Parameters<typeof scorePool>[0]> = {}) => scorePool({
+      shards: [t.path('fixed', 'x.tar')], proxies: [`p=${refs.proxy}`], reference: refs.reference, out, batchSize: 4, device: 'cpu', intraOpThreads: 1, ...extra,
+    });
+    await fixed(t.path('fx-cpu'));
+    const s = await fixed(t.path('fx-graph'), { sourceSize: '48x48' });
+    expect(s.statuses).toEqual({ ok: 10 });
+    const a = readScores(t.path('fx-cpu', 'p', 'x.tar.arrow'));
+    const b = readScores(t.path('fx-graph', 'p', 'x.tar.arrow'));
+    for (const c of ['clip_sim', 'mimic_proj_both', 'grad_norm_both']) {
+      const x = a.num(c) as number[];
+      const y = b.num(c) as number[];
+      const scale = Math.max(...x.map(Math.abs));
+      const err = Math.max(...x.map((v, i) => Math.abs(v - y[i]!)));
+      if (process.env.MIMIC_TEST_PRINT) console.log(`source-size ${c} ${(err / scale).toExponential(2)}`);
+      expect(err / scale, c).toBeLessThan(2e-2);
+      expect(err, c).toBeGreaterThan(0); // the graph's resize really ran (it is not libvips')
+    }
+    // Same run again (and with preparation threads): the same bytes.
+    await fixed(t.path('fx-graph2'), { sourceSize: '48x48', prepWorkers: 2 });
+    expect(scoreFileHashes(t.path('fx-graph2'))).toEqual(scoreFileHashes(t.path('fx-graph')));
+    await expect(fixed(t.path('fx-cpu'), { sourceSize: '48x48' })).rejects.toMatchObject({ code: 'E_OUTPUT', message: expect.stringMatching(/resizeInGraph: was undefined, now "48x48"/) });
+    await expect(fixed(t.path('fx-x'), { sourceSize: '48x48', pixels: 'float32' })).rejects.toMatchObject({ code: 'E_USAGE', message: expect.stringMatching(/needs --pixels uint8/) });
+    await expect(fixed(t.path('fx-x'), { sourceSize: '48by48' })).rejects.toMatchObject({ code: 'E_USAGE' });
+  });
+});
+
 describe('device lists', () => {
   it('expands GPU lists, cuda:all and per-device threads; refuses malformed lists', async () => {
     expect(await expandDevices('cpu')).toEqual(['cpu']);

@@ -22,3 +22,4 @@ export { parseModel, readModelFile, serializeModel, writeFileAtomic, externalTen
 export { renameValues, prefixNodeNames, mergeOpsets, defaultOpset, graphInputs, assertRenamable } from './merge.js';
 export { withUint8Input, type Uint8InputOptions } from './uint8-input.js';
 export { toFloat16, toHalfBits, fromHalfBits, FLOAT16_MAX, type Float16Result } from './float16.js';
+export { withResizingUint8Input, resizeCropGeometry, RESIZED_MASK_INPUT, type ResizingInputOptions } from './resize-input.js';
