@@ -245,6 +245,8 @@ const SESSION_CONFIGS = [
   { precision: 'fp16', pixels: 'float32', batch: BATCH },
   { precision: 'fp16', pixels: 'uint8', batch: BATCH },
   { precision: 'fp16', pixels: 'uint8', batch: BATCH * 2 },
+  // Frames of the shards' 256×256 images, resized in the graph (--source-size 256x256).
+  { precision: 'fp16', pixels: 'uint8', batch: BATCH, source: 256 },
 ];
 
 async function sessionStep(limit) {
@@ -252,7 +254,7 @@ async function sessionStep(limit) {
   for (const c of SESSION_CONFIGS) {
     const left = stop - elapsed();
     if (left < 15) { report.session.push({ ...c, skipped: 'step time limit' }); continue; }
-    const r = await child(`session-${c.precision}-${c.pixels}-${c.batch}`, process.execPath, [fileURLToPath(import.meta.url), '--child', 'session',
+    const r = await child(`session-${c.precision}-${c.pixels}-${c.batch}${c.source ? `-src${c.source}` : ''}`, process.execPath, [fileURLToPath(import.meta.url), '--child', 'session',
       '--spec', JSON.stringify({ ...c, proxy: bundleDir('proxy'), reference: bundleDir('reference'), device: DEVICE, seconds: SECONDS, work: WORK })], { timeoutS: Math.min(left, 120) });
     const res = resultOf(r);
     report.session.push(res ? { ...c, ...res } : { ...c, error: r.timedOut ? 'timed out' : r.stderr.slice(-600) });
@@ -282,6 +284,7 @@ function relErr(a, b) {
 // Most informative first (a run cut short by the deadline keeps those). Default prep threads: cores/4 from 8 cores.
 const E2E_CONFIGS = [
   { name: 'fp16-uint8', precision: 'fp16', pixels: 'uint8' },
+  { name: 'fp16-uint8-src256', precision: 'fp16', pixels: 'uint8', sourceSize: '256x256' },
   { name: 'fp32-uint8', precision: 'fp32', pixels: 'uint8' },
   { name: 'fp16-uint8-prep8', precision: 'fp16', pixels: 'uint8', prepWorkers: 8 },
   { name: 'fp16-uint8-2threads', precision: 'fp16', pixels: 'uint8', inferenceWorkers: 2 },
@@ -298,6 +301,7 @@ async function e2eStep(limit) {
     const args = [join(REPO, 'bin', 'mimic'), '--log-level', 'warn', 'score', shardGlob(), '--proxy', `p=${bundleDir('proxy')}`, '--reference', bundleDir('reference'),
       '--out', out, '--batch-size', String(BATCH), '--device', DEVICE, '--precision', c.precision, '--pixels', c.pixels, '--json',
       ...(c.inferenceWorkers ? ['--inference-workers', String(c.inferenceWorkers)] : []), ...(c.prepWorkers ? ['--prep-workers', String(c.prepWorkers)] : []),
+      ...(c.sourceSize ? ['--source-size', c.sourceSize] : []),
       ...(CPU ? ['--threads', '0'] : [])];
     const w0 = elapsed();
     const r = await child(`e2e-${c.name}`, process.execPath, args, { timeoutS: Math.min(left, 200) });
@@ -331,6 +335,14 @@ async function torchStep(limit) {
 
 // ------------------------------------------------------------------------------------------------ report
 
+/** min(session rate, decode rate) for an end-to-end run: its own session configuration and CPU work. */
+function boundOf(e) {
+  const source = e.sourceSize ? 256 : undefined;
+  const sess = report.session.find((s) => s.precision === e.precision && s.pixels === e.pixels && s.batch === BATCH && s.source === source);
+  const decode = e.sourceSize ? report.decode.decodeOnly : report.decode.decodeResized;
+  return Math.min(sess?.full ?? Infinity, decode ?? Infinity);
+}
+
 function markdown() {
   const m = report.machine;
   const lines = [];
@@ -342,17 +354,16 @@ function markdown() {
   lines.push('', '## Pure session rate (inputs copied from the host every run), samples/s', '');
   lines.push('| precision | pixels | batch | image encoder | text encoder | whole batch (both + gradient graph) | session load s |', '|---|---|---|---|---|---|---|');
   for (const s of report.session) {
-    lines.push(`| ${s.precision} | ${s.pixels} | ${s.batch} | ${fmt(s.image)} | ${fmt(s.text)} | ${fmt(s.full)} | ${s.loadS ?? ''}${s.error ? ` error: ${String(s.error).split('\n').at(-1).slice(0, 120)}` : ''}${s.skipped ? ` skipped: ${s.skipped}` : ''} |`);
+    lines.push(`| ${s.precision} | ${s.pixels}${s.source ? ` ${s.source}² frames, resize in graph` : ''} | ${s.batch} | ${fmt(s.image)} | ${fmt(s.text)} | ${fmt(s.full)} | ${s.loadS ?? ''}${s.error ? ` error: ${String(s.error).split('\n').at(-1).slice(0, 120)}` : ''}${s.skipped ? ` skipped: ${s.skipped}` : ''} |`);
   }
   const d = report.decode;
   lines.push('', `## CPU decode (${d.threads ?? '?'} libuv threads, ${d.inFlight ?? '?'} images in flight), images/s`, '');
-  lines.push('| decode + resize + crop to S×S (decodeResized) | decode only (sharp raw) | caption tokenize, one thread |', '|---|---|---|');
+  lines.push('| decode + resize + crop to S×S (decodeResized) | decode only (decodeRgb, for --source-size) | caption tokenize, one thread |', '|---|---|---|');
   lines.push(`| ${fmt(d.decodeResized)} | ${fmt(d.decodeOnly)} | ${fmt(d.tokenize)} |`);
   lines.push('', '## mimic score end to end, samples/s', '');
   lines.push('| run | samples | wall s | load s | samples/s (wall) | samples/s (after loading) | inference busy | vs min(session, decode) |', '|---|---|---|---|---|---|---|---|');
   for (const e of report.e2e) {
-    const sess = report.session.find((s) => s.precision === e.precision && s.pixels === e.pixels && s.batch === BATCH);
-    const bound = Math.min(sess?.full ?? Infinity, d.decodeResized ?? Infinity);
+    const bound = boundOf(e);
     lines.push(`| ${e.name} | ${e.samples ?? ''} | ${e.wallS ?? ''} | ${e.loadS ?? ''} | ${fmt(e.rate)} | ${fmt(e.steadyRate)} | ${e.busyPct ?? ''}% | ` +
       `${Number.isFinite(bound) && e.steadyRate ? `${fmt((100 * e.steadyRate) / bound)}% of ${fmt(bound)}` : ''}${e.error ? ` error: ${String(e.error).split('\n').at(-1).slice(0, 160)}` : ''}${e.skipped ? ` skipped: ${e.skipped}` : ''} |`);
   }
@@ -368,8 +379,7 @@ function markdown() {
   }
   const best = report.e2e.filter((e) => e.steadyRate).sort((a, b) => b.steadyRate - a.steadyRate)[0];
   if (best) {
-    const sess = report.session.find((s) => s.precision === best.precision && s.pixels === best.pixels && s.batch === BATCH);
-    const bound = Math.min(sess?.full ?? Infinity, d.decodeResized ?? Infinity);
+    const bound = boundOf(best);
     lines.push('', '## Targets', '');
     lines.push(`- ≥ 90% of min(session rate, decode rate): best run ${best.name} at ${fmt(best.steadyRate)} samples/s after loading = ` +
       `${Number.isFinite(bound) ? fmt((100 * best.steadyRate) / bound) + '%' : '?'} of ${fmt(bound)} → ${Number.isFinite(bound) && best.steadyRate >= 0.9 * bound ? 'met' : 'NOT met'}`);
@@ -388,7 +398,7 @@ function cpuSeconds() {
 
 async function childMain(kind) {
   if (kind === 'decode') {
-    const { decodeResized, configureSharp, CLIP_MEAN, CLIP_STD } = await import('../dist/image/index.js');
+    const { decodeResized, decodeRgb, configureSharp, CLIP_MEAN, CLIP_STD } = await import('../dist/image/index.js');
     const { loadClipTokenizer } = await import('../dist/text/tokenizer.js');
     const { default: sharp } = await import('sharp');
     configureSharp();
@@ -410,7 +420,7 @@ async function childMain(kind) {
       return { rate: n / wall, cpuMsPerImage: ((cpuSeconds() - c0) * 1000) / n };
     };
     const a = await rate((b) => decodeResized(b, spec));
-    const b = await rate((x) => sharp(x).raw().toBuffer());
+    const b = await rate((x) => decodeRgb(x));
     const tok = await loadClipTokenizer(VOCAB);
     const captions = Array.from({ length: 2000 }, (_, i) => `a photo of ${WORDS[i % WORDS.length]} and ${WORDS[(i * 7) % WORDS.length]} number ${i} near the ${WORDS[(i * 13) % WORDS.length]}`);
     const s0 = performance.now();
@@ -430,7 +440,8 @@ async function childMain(kind) {
     const proxy = await loadBundle(spec.proxy, { hash: false });
     const reference = await loadBundle(spec.reference, { hash: false });
     const l0 = performance.now();
-    const enc = await openEncoders(proxy, { device: spec.device, pixels: spec.pixels, precision: spec.precision, intraOpThreads: 0, interOpThreads: 1 });
+    const sourceSize = spec.source ? { width: spec.source, height: spec.source } : undefined;
+    const enc = await openEncoders(proxy, { device: spec.device, pixels: spec.pixels, precision: spec.precision, intraOpThreads: 0, interOpThreads: 1, ...(sourceSize ? { sourceSize } : {}) });
     const g = DEFAULTS.gradGraph.session;
     const grad = GradSession.wrap((await createSession(exportGradGraph(proxy.heads, reference.heads), {
       device: enc.provider === 'cuda' ? `cuda:${enc.deviceId ?? 0}` : 'cpu', intraOpThreads: g.intraOpNumThreads, interOpThreads: g.interOpNumThreads,
@@ -447,7 +458,9 @@ async function childMain(kind) {
     const f32 = new Float32Array(B * 3 * S * S);
     const table = normalizeTable(proxy.manifest.image);
     for (let k = 0; k < B; k++) normalizeHwcToChw(u8.subarray(k * S * S * 3), S * S, table, f32, k * 3 * S * S);
-    const pixels = spec.pixels === 'uint8' ? u8 : f32;
+    const frames = sourceSize ? new Uint8Array(B * spec.source * spec.source * 3) : null;
+    if (frames) for (let i = 0; i < frames.length; i++) frames[i] = Math.floor(rnd() * 256);
+    const pixels = frames ?? (spec.pixels === 'uint8' ? u8 : f32);
     const ids = new BigInt64Array(B * L);
     for (let i = 0; i < B; i++) {
       const n = 6 + (i % 20);
@@ -472,7 +485,7 @@ async function childMain(kind) {
     });
     const fi = await enc.imageFeatures(pixels.slice(), B);
     const ft = await enc.textFeatures(ids.slice(), B);
-    const base = join(spec.work, `feat-${spec.precision}-${spec.pixels}-${B}`);
+    const base = join(spec.work, `feat-${spec.precision}-${spec.pixels}-${B}${spec.source ? `-src${spec.source}` : ''}`);
     writeFileSync(`${base}.image.bin`, Buffer.from(fi.buffer, fi.byteOffset, fi.byteLength));
     writeFileSync(`${base}.text.bin`, Buffer.from(ft.buffer, ft.byteOffset, ft.byteLength));
     console.log(JSON.stringify({ result: { image, text, full, loadS: +loadS.toFixed(1), provider: enc.provider, textTrimmed: enc.textLength?.trimmed ?? null } }));
@@ -486,7 +499,8 @@ async function childMain(kind) {
     const result = {};
     const pairs = [['fp32-uint8', 'fp32-float32', 'uint8 vs float32 pixels (fp32), score files'], ['fp16-uint8', 'fp32-uint8', 'fp16 vs fp32 (uint8), score columns'],
       ['fp16-uint8-2threads', 'fp16-uint8', '2 inference threads vs 1 (fp16), score files'],
-      ['fp16-uint8-prep8', 'fp16-uint8', '8 prep threads vs the default (fp16), score files']];
+      ['fp16-uint8-prep8', 'fp16-uint8', '8 prep threads vs the default (fp16), score files'],
+      ['fp16-uint8-src256', 'fp16-uint8', 'resize in the graph vs on the CPU (fp16), score columns']];
     for (const [a, b, label] of pairs) {
       if (!existsSync(dirOf(a)) || !existsSync(dirOf(b))) continue;
       const files = readdirSync(dirOf(b)).filter((f) => f.endsWith('.arrow')).sort();
@@ -521,7 +535,7 @@ async function main() {
   await step('bundle', 240, bundleStep);
   await step('shards', 90, shardsStep);
   await step('decode', 40, decodeStep);
-  await step('session', 150, sessionStep);
+  await step('session', 170, sessionStep);
   await step('e2e', 320, e2eStep);
   await step('torch', 90, torchStep);
   save();
