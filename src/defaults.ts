@@ -124,6 +124,22 @@ export const DEFAULTS = {
     sortMemoryBytes: 256 * 1024 * 1024,
     /** Histogram bins per column in `mimic stats --report`. */
     reportBins: 60,
+    /** Threads reading and evaluating score files; 0 = one per available core (os.availableParallelism()). */
+    workers: 0,
+    /** Rows per task handed to a thread (whole files; a task holds at least one). */
+    taskRows: 65_536,
+    /** Tasks per thread read ahead of the one the exports wait for (bounds memory with many threads). */
+    tasksInFlight: 4,
+    /**
+     * Files read first to guess where each wanted percentile lies, so that the histogram pass also counts the
+     * low bits there and the refine pass is usually skipped (a wrong guess only costs that pass); 0 = never.
+     */
+    sampleFiles: 64,
+    /**
+     * At most this many high buckets (of 65,536) around each column's guessed percentiles whose low bits the
+     * histogram pass counts: 256 KiB per bucket per thread.
+     */
+    windowBuckets: 32,
   },
   /** `mimic reshard` (src/wds/reshard.ts): DataComp's resharder layout. */
   reshard: {

@@ -36,6 +36,7 @@ interface FilterFlags {
   summary?: string;
   tmpDir?: string;
   sortMemory: string;
+  workers?: string;
   json?: boolean;
 }
 
@@ -83,6 +84,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--summary <file>', 'JSON summary (default OUT/summary.json)')
     .option('--tmp-dir <dir>', 'folder for external-sort runs and DataComp columns (default: system temp)')
     .option('--sort-memory <MiB>', 'memory per external sort', String(DEFAULTS.filter.sortMemoryBytes / 1024 / 1024))
+    .option('--workers <n>', 'threads reading the score files (default: one per available core; 1 = no extra thread)')
     .option('--json', 'print the summary as JSON on stdout')
     .addHelpText('after', `
 Rules (--keep/--drop): comparisons of columns with numbers or percentiles, combined with and / or / not and
@@ -99,6 +101,7 @@ Exit status: 0 done, 2 bad rules or inputs.`)
       const normalize = oneOf('--normalize', f.normalize, ['none', 'rank', 'softmax'] as const);
       const tau = number('--tau', f.tau, (n) => n > 0, 'a positive number');
       const sortMemoryBytes = Math.floor(number('--sort-memory', f.sortMemory, (n) => n > 0, 'a positive number of MiB') * 1024 * 1024);
+      const workers = f.workers === undefined ? undefined : number('--workers', f.workers, (n) => Number.isInteger(n) && n >= 1, 'a whole number ≥ 1');
       const clipScore = f.clipScore === undefined ? undefined : oneOf('--clip-score', f.clipScore, ['ref', 'b32', 'l14'] as const);
       let topK: { n: number; by: string } | undefined;
       if (f.topK !== undefined || f.by !== undefined) {
@@ -146,7 +149,7 @@ Exit status: 0 done, 2 bad rules or inputs.`)
           drop: f.drop,
           side, basicFilter: f.basicFilter,
           ...outputs,
-          tmpDir: f.tmpDir, sortMemoryBytes,
+          tmpDir: f.tmpDir, sortMemoryBytes, workers,
           onProgress: (p) => cctx.progress.update(`filter: ${p.pass} ${p.unit + 1}/${p.units} files, ${shortCount(p.rows)} rows`),
         });
         cctx.progress.done();

@@ -140,6 +140,14 @@ export class NpyExport implements Exporter {
     }
   }
 
+  /** Uids already parsed (four words each, as parseUidRange writes them) and the counts of rows without one. */
+  addWords(words: Uint32Array, noUid: number, invalid: number, firstInvalid: string | null): void {
+    for (let o = 0; o < words.length; o += 4) this.sorter.push(words, o);
+    this.noUid += noUid;
+    this.invalid += invalid;
+    if (invalid > 0) this.firstInvalid ??= firstInvalid;
+  }
+
   finish() {
     try {
       const { uids, duplicates } = writeUidNpy(this.path, this.sorter);

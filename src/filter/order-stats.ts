@@ -59,6 +59,26 @@ function addHigh(bits: Int32Array, mask: Uint8Array | null, counts: Float64Array
   return nan;
 }
 
+/** addHigh, and the low 16 bits of keys whose high part h has lo ≤ h < lo + width into low[(h − lo)·65536 + …]. */
+function addHighWindow(bits: Int32Array, mask: Uint8Array | null, counts: Float64Array, lo: number, width: number, low: Uint32Array): number {
+  let nan = 0;
+  for (let i = 0; i < bits.length; i++) {
+    if (mask !== null && mask[i] === 0) continue;
+    let b = bits[i];
+    if ((b & 0x7fffffff) > 0x7f800000) {
+      nan++;
+      continue;
+    }
+    if (b === -2147483648) b = 0;
+    const k = b ^ ((b >> 31) | -2147483648);
+    const h = k >>> 16;
+    counts[h]++;
+    const d = h - lo;
+    if (d >= 0 && d < width) low[(d << 16) | (k & 0xffff)]++;
+  }
+  return nan;
+}
+
 function addLow(bits: Int32Array, mask: Uint8Array | null, bucket: number, counts: Float64Array): void {
   for (let i = 0; i < bits.length; i++) {
     if (mask !== null && mask[i] === 0) continue;
@@ -84,10 +104,22 @@ export class HighHistogram {
   n = 0;
   nan = 0;
 
-  /** Count the rows i with mask[i] set (mask may be null for all rows). */
-  add(values: Float32Array, mask: Uint8Array | null): void {
-    const nan = addHigh(new Int32Array(values.buffer, values.byteOffset, values.length), mask, this.counts);
+  /**
+   * Count the rows i with mask[i] set (mask may be null for all rows); with a window, also count the low bits
+   * of the keys that fall in its high buckets.
+   */
+  add(values: Float32Array, mask: Uint8Array | null, window?: WindowHistogram): void {
+    const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
+    if (window) window.rows += values.length;
+    const nan = window ? addHighWindow(bits, mask, this.counts, window.lo, window.width, window.counts) : addHigh(bits, mask, this.counts);
     this.n += countOnesMasked(mask, values.length) - nan;
+    this.nan += nan;
+  }
+
+  /** Add another histogram's counts (a worker thread's share of the pool). */
+  merge(counts: Float64Array, n: number, nan: number): void {
+    for (let b = 0; b < 65536; b++) this.counts[b] += counts[b];
+    this.n += n;
     this.nan += nan;
   }
 
@@ -104,11 +136,74 @@ export class HighHistogram {
   }
 }
 
+/**
+ * Low counts of a few neighbouring high buckets [lo, lo + width), counted during the first pass: when a wanted
+ * rank falls in one of them, its exact value is known without a second pass. The buckets are guessed from a
+ * sample of the pool (select.ts); a wrong guess costs the second pass, never exactness. Counts are uint32
+ * (256 KiB per bucket): a thread stops trusting its window once it has counted 2^32 − 1 rows, which the
+ * filter checks before using it.
+ */
+export class WindowHistogram {
+  readonly counts: Uint32Array;
+  /** Rows offered to this window (an upper bound of any count in it). */
+  rows = 0;
+
+  constructor(readonly lo: number, readonly width: number) {
+    if (!(width >= 1 && lo >= 0 && lo + width <= 65536)) throw new RangeError(`bad window ${lo}+${width}`);
+    this.counts = new Uint32Array(width << 16);
+  }
+
+  /** Whether no count can have wrapped around. */
+  get exact(): boolean {
+    return this.rows <= 0xffffffff;
+  }
+
+  covers(bucket: number): boolean {
+    return bucket >= this.lo && bucket < this.lo + this.width;
+  }
+
+  /** The low histogram of one covered bucket. */
+  low(bucket: number, below: number): LowHistogram {
+    const d = bucket - this.lo;
+    return new LowHistogram(bucket, below, Float64Array.from(this.counts.subarray(d << 16, (d + 1) << 16)));
+  }
+}
+
+/** Per-thread windows added up, in float64 (a pool may hold more than 2^32 rows). */
+export class MergedWindow {
+  readonly counts: Float64Array;
+  exact = true;
+
+  constructor(readonly lo: number, readonly width: number) {
+    this.counts = new Float64Array(width << 16);
+  }
+
+  merge(counts: Uint32Array, exact: boolean): void {
+    if (!exact) this.exact = false;
+    for (let k = 0; k < this.counts.length; k++) this.counts[k] += counts[k];
+  }
+
+  covers(bucket: number): boolean {
+    return this.exact && bucket >= this.lo && bucket < this.lo + this.width;
+  }
+
+  low(bucket: number, below: number): LowHistogram {
+    const d = bucket - this.lo;
+    return new LowHistogram(bucket, below, this.counts.subarray(d << 16, (d + 1) << 16));
+  }
+}
+
 /** Second-pass counts: low 16 bits of the keys that fall in one high bucket. */
 export class LowHistogram {
-  readonly counts = new Float64Array(65536);
+  readonly counts: Float64Array;
 
-  constructor(readonly bucket: number, readonly below: number) {}
+  constructor(readonly bucket: number, readonly below: number, counts?: Float64Array) {
+    this.counts = counts ?? new Float64Array(65536);
+  }
+
+  merge(counts: Float64Array): void {
+    for (let k = 0; k < 65536; k++) this.counts[k] += counts[k];
+  }
 
   add(values: Float32Array, mask: Uint8Array | null): void {
     addLow(new Int32Array(values.buffer, values.byteOffset, values.length), mask, this.bucket, this.counts);

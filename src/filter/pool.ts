@@ -11,6 +11,7 @@ import { listScoreRuns, type CheckpointRun } from '../scores/runs.js';
 import { FLOAT_COLUMNS, META } from '../scores/schema.js';
 import { utf8At, type Column, type Float32Column, type Int32Column, type Utf8Column } from '../scores/columns.js';
 import { countOnes } from './masks.js';
+import { packBits, wordsFor } from './bits.js';
 import { addVotes, combine, groupByBatch, normalizeBatches, type Aggregate, type Normalize, type BatchGroups } from './aggregate.js';
 
 export interface PoolOptions {
@@ -54,6 +55,8 @@ export interface UnitData {
   n: number;
   /** 1 where the row is ok in every checkpoint. */
   ok: Uint8Array;
+  /** The same as bits (bits.ts). */
+  okBits: Int32Array;
   okCount: number;
   values: Record<string, Float32Array>;
   identity: Partial<Record<IdentityColumn, Column>>;
@@ -74,22 +77,27 @@ export function okMask(status: Utf8Column, into?: Uint8Array): Uint8Array {
   const out = into ?? new Uint8Array(n);
   const off = status.offsets;
   const b = status.bytes;
-  if (off[0] === 0 && off[n] === 2 * n && (b.byteOffset & 1) === 0) {
-    // Common case: every status is two bytes long. Check the offsets, then compare "ok" as one uint16.
-    let regular = true;
-    for (let i = 1; i <= n; i++) if (off[i] !== 2 * i) { regular = false; break; }
-    if (regular) {
-      const pairs = new Uint16Array(b.buffer, b.byteOffset, n);
-      const OK = OK0 | (OK1 << 8); // little-endian "ok"
-      for (let i = 0; i < n; i++) out[i] = pairs[i] === OK ? 1 : 0;
-      return out;
-    }
+  if (off[0] === 0 && off[n] === 2 * n && (b.byteOffset & 1) === 0 && regularPairs(off, n)) {
+    // Common case: every status is two bytes long; compare "ok" as one uint16.
+    okPairs(new Uint16Array(b.buffer, b.byteOffset, n), out);
+    return out;
   }
   for (let i = 0; i < n; i++) {
     const s = off[i];
     out[i] = off[i + 1] - s === 2 && b[s] === OK0 && b[s + 1] === OK1 ? 1 : 0;
   }
   return out;
+}
+
+function regularPairs(off: Int32Array, n: number): boolean {
+  for (let i = 1; i <= n; i++) if (off[i] !== 2 * i) return false;
+  return true;
+}
+
+const OK_PAIR = OK0 | (OK1 << 8); // little-endian "ok"
+
+function okPairs(pairs: Uint16Array, out: Uint8Array): void {
+  for (let i = 0; i < pairs.length; i++) out[i] = pairs[i] === OK_PAIR ? 1 : 0;
 }
 
 /** Status → rows for the rows that are not ok; the first checkpoint in which a row is not ok names it. */
@@ -103,6 +111,14 @@ function countStatuses(ok: Uint8Array, okPer: Uint8Array[], status: Utf8Column[]
     counts.set(s, (counts.get(s) ?? 0) + 1);
   }
   return counts;
+}
+
+/** What reading a unit needs to know about the pool: plain data, so that worker threads can have it too. */
+export interface PoolSpec {
+  checkpoints: { name: string; dir: string }[];
+  aggregate: Aggregate;
+  tau: number;
+  normalize: Normalize;
 }
 
 export class Pool {
@@ -156,6 +172,15 @@ export class Pool {
     return new Pool(checkpoints, units, opts);
   }
 
+  get spec(): PoolSpec {
+    return {
+      checkpoints: this.checkpoints.map((c) => ({ name: c.name, dir: c.dir })),
+      aggregate: this.aggregate,
+      tau: this.tau,
+      normalize: this.normalize,
+    };
+  }
+
   /** The file of unit u in checkpoint c. */
   filePath(c: number, u: number): string {
     return join(this.checkpoints[c].dir, this.units[u]);
@@ -163,95 +188,104 @@ export class Pool {
 
   /** Read unit u: ok mask, combined score columns and the identity columns asked for. */
   readUnit(u: number, req: UnitRequest): UnitData {
-    const C = this.checkpoints.length;
-    const batchNeeded = req.scores.some((s) => isBatchRelative(s)) && (this.normalize !== 'none' || this.aggregate === 'vote');
-    const readers: ScoreFileReader[] = [];
-    try {
-      for (let c = 0; c < C; c++) readers.push(ScoreFileReader.open(this.filePath(c, u)));
-      const n = readers[0].length;
-      for (let c = 1; c < C; c++) {
-        if (readers[c].length !== n) {
-          throw new MimicError('E_SCORES',
-            `shard ${this.units[u]} has ${n} rows in checkpoint ${this.checkpoints[0].name} but ${readers[c].length} in ${this.checkpoints[c].name}`,
-            { file: this.filePath(c, u), hint: 'the checkpoints were scored on different versions of the shard; rescore it' });
-        }
-        const s0 = readers[0].metadata[META.shard];
-        const sc = readers[c].metadata[META.shard];
-        if (s0 !== undefined && sc !== undefined && s0 !== sc) {
-          throw new MimicError('E_SCORES', `score files ${this.units[u]} of checkpoints ${this.checkpoints[0].name} and ${this.checkpoints[c].name} are of different shards (${s0} vs ${sc})`,
-            { file: this.filePath(c, u) });
-        }
-      }
-      // Per checkpoint: status, batch (when needed) and the score columns.
-      const perCk: Record<string, Column>[] = [];
-      const okPer: Uint8Array[] = [];
-      const trust = req.trustNulls === true && !batchNeeded && !req.statuses;
-      for (let c = 0; c < C; c++) {
-        const names = [...(trust ? [] : ['status']), ...(batchNeeded ? ['batch'] : []), ...req.scores];
-        if (c === 0 && req.identity) for (const id of req.identity) if (!names.includes(id)) names.push(id);
-        const cols = readers[c].read(names);
-        perCk.push(cols);
-        okPer.push(trust ? new Uint8Array(n).fill(1) : okMask(cols.status as Utf8Column));
-      }
-      const ok = C === 1 ? okPer[0] : new Uint8Array(n);
-      let mismatch = 0;
-      if (C > 1) {
-        for (let i = 0; i < n; i++) {
-          let all = 1;
-          let any = 0;
-          for (let c = 0; c < C; c++) {
-            all &= okPer[c][i];
-            any |= okPer[c][i];
-          }
-          ok[i] = all;
-          if (any && !all) mismatch++;
-        }
-      }
-      const okCount = countOnes(ok);
+    return readPoolUnit(this.spec, u, this.units[u], req);
+  }
+}
 
-      let statusCounts: Map<string, number> | undefined;
-      if (req.statuses && okCount < n) statusCounts = countStatuses(ok, okPer, perCk.map((cols) => cols.status as Utf8Column));
-
-      const groups: BatchGroups[] = [];
-      if (batchNeeded) {
-        for (let c = 0; c < C; c++) groups.push(groupByBatch((perCk[c].batch as Int32Column).values, okPer[c]));
+/** Read unit u (file `unitPath` of every checkpoint): ok mask, combined score columns, identity columns. */
+export function readPoolUnit(spec: PoolSpec, u: number, unitPath: string, req: UnitRequest): UnitData {
+  const C = spec.checkpoints.length;
+  const filePath = (c: number) => join(spec.checkpoints[c].dir, unitPath);
+  const ckName = (c: number) => spec.checkpoints[c].name;
+  const batchNeeded = req.scores.some((s) => isBatchRelative(s)) && (spec.normalize !== 'none' || spec.aggregate === 'vote');
+  const readers: ScoreFileReader[] = [];
+  try {
+    for (let c = 0; c < C; c++) readers.push(ScoreFileReader.open(filePath(c)));
+    const n = readers[0].length;
+    for (let c = 1; c < C; c++) {
+      if (readers[c].length !== n) {
+        throw new MimicError('E_SCORES',
+          `shard ${unitPath} has ${n} rows in checkpoint ${ckName(0)} but ${readers[c].length} in ${ckName(c)}`,
+          { file: filePath(c), hint: 'the checkpoints were scored on different versions of the shard; rescore it' });
       }
-
-      const values: Record<string, Float32Array> = {};
-      for (const name of req.scores) {
-        if (!FLOAT_COLUMNS.includes(name)) throw new Error(`not a score column: ${name}`);
-        const raw = perCk.map((cols) => (cols[name] as Float32Column).values);
-        if (this.aggregate === 'vote' && isVoted(name)) {
-          const votes = new Float64Array(n);
-          for (let c = 0; c < C; c++) addVotes(raw[c], groups[c], this.tau, votes);
-          const out = new Float32Array(n);
-          for (let i = 0; i < n; i++) out[i] = ok[i] ? votes[i] / C : NaN;
-          values[name] = out;
-          continue;
-        }
-        let inputs = raw;
-        if (this.normalize !== 'none' && isBatchRelative(name)) {
-          inputs = raw.map((v, c) => {
-            const out = new Float32Array(n).fill(NaN);
-            normalizeBatches(v, groups[c], this.normalize as 'rank' | 'softmax', this.tau, out);
-            return out;
-          });
-        }
-        const how = this.aggregate === 'vote' ? 'mean' : this.aggregate;
-        if (C === 1 && inputs === raw) {
-          // Zero-copy: nulls are already NaN, and every consumer masks rows that are not ok with `ok`.
-          values[name] = raw[0];
-        } else {
-          const out = inputs === raw ? new Float32Array(n) : inputs[0];
-          combine(how, inputs, ok, out);
-          values[name] = out;
-        }
+      const s0 = readers[0].metadata[META.shard];
+      const sc = readers[c].metadata[META.shard];
+      if (s0 !== undefined && sc !== undefined && s0 !== sc) {
+        throw new MimicError('E_SCORES', `score files ${unitPath} of checkpoints ${ckName(0)} and ${ckName(c)} are of different shards (${s0} vs ${sc})`,
+          { file: filePath(c) });
       }
-      const identity: Partial<Record<IdentityColumn, Column>> = {};
-      for (const id of req.identity ?? []) identity[id] = perCk[0][id];
-      return { unit: u, path: this.units[u], n, ok, okCount, values, identity, statusCounts, statusMismatch: mismatch, metadata: readers[0].metadata };
-    } finally {
-      for (const r of readers) r.close();
     }
+    // Per checkpoint: status, batch (when needed) and the score columns.
+    const perCk: Record<string, Column>[] = [];
+    const okPer: Uint8Array[] = [];
+    const trust = req.trustNulls === true && !batchNeeded && !req.statuses;
+    for (let c = 0; c < C; c++) {
+      const names = [...(trust ? [] : ['status']), ...(batchNeeded ? ['batch'] : []), ...req.scores];
+      if (c === 0 && req.identity) for (const id of req.identity) if (!names.includes(id)) names.push(id);
+      const cols = readers[c].read(names);
+      perCk.push(cols);
+      okPer.push(trust ? new Uint8Array(n).fill(1) : okMask(cols.status as Utf8Column));
+    }
+    const ok = C === 1 ? okPer[0] : new Uint8Array(n);
+    let mismatch = 0;
+    if (C > 1) {
+      for (let i = 0; i < n; i++) {
+        let all = 1;
+        let any = 0;
+        for (let c = 0; c < C; c++) {
+          all &= okPer[c][i];
+          any |= okPer[c][i];
+        }
+        ok[i] = all;
+        if (any && !all) mismatch++;
+      }
+    }
+    const okBits = new Int32Array(wordsFor(n));
+    packBits(ok, okBits);
+    const okCount = countOnes(ok);
+
+    let statusCounts: Map<string, number> | undefined;
+    if (req.statuses && okCount < n) statusCounts = countStatuses(ok, okPer, perCk.map((cols) => cols.status as Utf8Column));
+
+    const groups: BatchGroups[] = [];
+    if (batchNeeded) {
+      for (let c = 0; c < C; c++) groups.push(groupByBatch((perCk[c].batch as Int32Column).values, okPer[c]));
+    }
+
+    const values: Record<string, Float32Array> = {};
+    for (const name of req.scores) {
+      if (!FLOAT_COLUMNS.includes(name)) throw new Error(`not a score column: ${name}`);
+      const raw = perCk.map((cols) => (cols[name] as Float32Column).values);
+      if (spec.aggregate === 'vote' && isVoted(name)) {
+        const votes = new Float64Array(n);
+        for (let c = 0; c < C; c++) addVotes(raw[c], groups[c], spec.tau, votes);
+        const out = new Float32Array(n);
+        for (let i = 0; i < n; i++) out[i] = ok[i] ? votes[i] / C : NaN;
+        values[name] = out;
+        continue;
+      }
+      let inputs = raw;
+      if (spec.normalize !== 'none' && isBatchRelative(name)) {
+        inputs = raw.map((v, c) => {
+          const out = new Float32Array(n).fill(NaN);
+          normalizeBatches(v, groups[c], spec.normalize as 'rank' | 'softmax', spec.tau, out);
+          return out;
+        });
+      }
+      const how = spec.aggregate === 'vote' ? 'mean' : spec.aggregate;
+      if (C === 1 && inputs === raw) {
+        // Zero-copy: nulls are already NaN, and every consumer masks rows that are not ok with `ok`.
+        values[name] = raw[0];
+      } else {
+        const out = inputs === raw ? new Float32Array(n) : inputs[0];
+        combine(how, inputs, ok, out);
+        values[name] = out;
+      }
+    }
+    const identity: Partial<Record<IdentityColumn, Column>> = {};
+    for (const id of req.identity ?? []) identity[id] = perCk[0][id];
+    return { unit: u, path: unitPath, n, ok, okBits, okCount, values, identity, statusCounts, statusMismatch: mismatch, metadata: readers[0].metadata };
+  } finally {
+    for (const r of readers) r.close();
   }
 }

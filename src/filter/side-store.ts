@@ -38,19 +38,12 @@ export class SideStore implements SideColumns {
   }
 
   readUnit(u: number, n: number): Record<string, Float32Array> {
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(join(this.dir!, `${u}.bin`));
-    } catch {
-      const out: Record<string, Float32Array> = {};
-      for (const c of this.order) out[c] = new Float32Array(n).fill(NaN);
-      return out;
-    }
-    if (bytes.byteLength !== n * this.order.length * 4) throw new Error(`side columns of unit ${u} have the wrong size`);
-    const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-    const out: Record<string, Float32Array> = {};
-    this.order.forEach((c, k) => (out[c] = all.subarray(k * n, (k + 1) * n)));
-    return out;
+    return readSideUnit(this.dir!, this.order, u, n);
+  }
+
+  /** Where the columns are, as plain data: worker threads read them through sideStoreReader(ref). */
+  ref(): SideStoreRef {
+    return { dir: this.dir!, columns: [...this.columns] };
   }
 
   setSummary(facts: Record<string, unknown>): void {
@@ -67,4 +60,36 @@ export class SideStore implements SideColumns {
       this.dir = null;
     }
   }
+}
+
+export interface SideStoreRef {
+  dir: string;
+  columns: [string, ColumnKind][];
+}
+
+/** Read access to a SideStore from another thread (which neither writes nor removes it). */
+export function sideStoreReader(ref: SideStoreRef): SideColumns {
+  const order = ref.columns.map(([c]) => c);
+  return {
+    columns: new Map(ref.columns),
+    readUnit: (u, n) => readSideUnit(ref.dir, order, u, n),
+    summary: () => ({}),
+    close: () => undefined,
+  };
+}
+
+function readSideUnit(dir: string, order: readonly string[], u: number, n: number): Record<string, Float32Array> {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(join(dir, `${u}.bin`));
+  } catch {
+    const out: Record<string, Float32Array> = {};
+    for (const c of order) out[c] = new Float32Array(n).fill(NaN);
+    return out;
+  }
+  if (bytes.byteLength !== n * order.length * 4) throw new Error(`side columns of unit ${u} have the wrong size`);
+  const all = new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+  const out: Record<string, Float32Array> = {};
+  order.forEach((c, k) => (out[c] = all.subarray(k * n, (k + 1) * n)));
+  return out;
 }

@@ -9,11 +9,9 @@
  * hold 0 in null rows; strings are offsets + bytes + validity (see columns.ts).
  */
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { Footer } from 'apache-arrow/ipc/metadata/file';
-import { Message } from 'apache-arrow/ipc/metadata/message';
-import { Precision, Type, type Field, type Schema } from 'apache-arrow';
 import { MimicError, errorMessage } from '../errors.js';
 import type { Column } from './columns.js';
+import { FB_TYPE, parseFooter, parseRecordBatchMessage, type FieldMeta } from './arrow-meta.js';
 import { META, SCORE_COLUMNS, SCORE_FORMAT, type ColumnType } from './schema.js';
 
 export interface ReadOptions {
@@ -41,50 +39,58 @@ export interface ScoreFileMeta {
   length: number;
 }
 
-const MAGIC = Buffer.from('ARROW1');
+const MAGIC = [0x41, 0x52, 0x52, 0x4f, 0x57, 0x31]; // ARROW1
+/** Bytes read from the end of the file at once: the trailer and, for score files, the whole footer. */
+const TAIL = 16384;
+/** Neighbouring buffers closer than this are fetched by one read (a system call costs about this much copying). */
+const READ_GAP = 16384;
 
 function scoresError(path: string, message: string, hint?: string, cause?: unknown): MimicError {
   return new MimicError('E_SCORES', message, { file: path, hint, cause });
 }
 
-function columnTypeOf(f: Field): ColumnType | 'other' {
-  const t = f.type as { typeId: Type; precision?: Precision; bitWidth?: number; isSigned?: boolean };
-  if (t.typeId === Type.Utf8) return 'utf8';
-  if (t.typeId === Type.Float && t.precision === Precision.SINGLE) return 'float32';
-  if (t.typeId === Type.Int && t.bitWidth === 32) return t.isSigned ? 'int32' : 'uint32';
+function columnTypeOf(f: FieldMeta): ColumnType | 'other' {
+  if (f.typeId === FB_TYPE.Utf8) return 'utf8';
+  if (f.typeId === FB_TYPE.FloatingPoint && f.precision === 1) return 'float32';
+  if (f.typeId === FB_TYPE.Int && f.bitWidth === 32) return f.isSigned ? 'int32' : 'uint32';
   return 'other';
 }
 
 /** Buffers a flat field occupies in a record batch body (validity, [offsets], data). */
-function bufferCount(f: Field, path: string): number {
-  const id = (f.type as { typeId: Type }).typeId;
-  switch (id) {
-    case Type.Utf8:
-    case Type.Binary:
-      return 3;
-    case Type.Int:
-    case Type.Float:
-    case Type.Bool:
-    case Type.Date:
-    case Type.Time:
-    case Type.Timestamp:
-    case Type.Interval:
-    case Type.Duration:
-    case Type.Decimal:
-    case Type.FixedSizeBinary:
-      return 2;
-    default:
-      throw scoresError(path, `column ${f.name} has a nested or unsupported Arrow type (${String(f.type)})`,
-        'score files hold flat utf8/int/float columns only');
+function bufferCount(f: FieldMeta, path: string): number {
+  if (f.children === 0) {
+    switch (f.typeId) {
+      case FB_TYPE.Utf8:
+      case FB_TYPE.Binary:
+        return 3;
+      case FB_TYPE.Int:
+      case FB_TYPE.FloatingPoint:
+      case FB_TYPE.Bool:
+      case FB_TYPE.Date:
+      case FB_TYPE.Time:
+      case FB_TYPE.Timestamp:
+      case FB_TYPE.Interval:
+      case FB_TYPE.Duration:
+      case FB_TYPE.Decimal:
+      case FB_TYPE.FixedSizeBinary:
+        return 2;
+    }
   }
+  const what = f.typeId === -1 ? 'dictionary-encoded' : `Arrow type id ${f.typeId}`;
+  throw scoresError(path, `column ${f.name} has a nested or unsupported Arrow type (${what})`,
+    'score files hold flat utf8/int/float columns only');
 }
 
 interface BatchInfo {
   length: number;
   bodyOffset: number;
   nodes: { length: number; nullCount: number }[];
-  buffers: { offset: number; length: number }[];
+  /** offset (in the body), length: two numbers per buffer. */
+  buffers: number[];
 }
+
+/** Where one buffer's bytes landed: an 8-byte-aligned view (empty when the buffer is empty). */
+type Landed = Uint8Array;
 
 /** An open score file whose footer and batch headers are parsed; columns are read on demand. */
 export class ScoreFileReader {
@@ -92,28 +98,33 @@ export class ScoreFileReader {
   readonly metadata: Record<string, string>;
   readonly schema: { name: string; type: ColumnType | 'other' }[];
   readonly length: number;
-  private readonly fields: Field[];
+  private readonly fields: FieldMeta[];
+  private readonly index: Map<string, number>;
   private readonly firstBuffer: number[];
   private readonly batches: BatchInfo[];
   private fd: number | null;
 
-  private constructor(path: string, fd: number, arrowSchema: Schema, batches: BatchInfo[]) {
+  private constructor(path: string, fd: number, fields: FieldMeta[], metadata: Record<string, string>, batches: BatchInfo[]) {
     this.path = path;
     this.fd = fd;
-    this.fields = arrowSchema.fields;
-    this.metadata = Object.fromEntries(arrowSchema.metadata);
-    this.schema = this.fields.map((f) => ({ name: f.name, type: columnTypeOf(f) }));
+    this.fields = fields;
+    this.metadata = metadata;
+    this.schema = fields.map((f) => ({ name: f.name, type: columnTypeOf(f) }));
+    this.index = new Map();
+    fields.forEach((f, i) => {
+      if (!this.index.has(f.name)) this.index.set(f.name, i);
+    });
     this.batches = batches;
     this.length = batches.reduce((s, b) => s + b.length, 0);
     let b = 0;
-    this.firstBuffer = this.fields.map((f) => {
+    this.firstBuffer = fields.map((f) => {
       const first = b;
       b += bufferCount(f, path);
       return first;
     });
   }
 
-  /** Open and parse the footer; with `headersOnly` false (default) also the record batch headers. */
+  /** Open and parse the footer and the record batch headers. */
   static open(path: string, opts: { validate?: boolean } = {}): ScoreFileReader {
     let fd: number;
     try {
@@ -126,24 +137,33 @@ export class ScoreFileReader {
     try {
       const size = fstatSync(fd).size;
       if (size < 6 + 2 + 4 + 6) throw scoresError(path, `not an Arrow IPC file (${size} bytes)`, 'the file is truncated or of another format');
-      const tail = readAt(fd, size - 10, 10, path);
-      if (!Buffer.from(tail.buffer, tail.byteOffset + 4, 6).equals(MAGIC)) {
-        throw scoresError(path, 'not an Arrow IPC file (no ARROW1 trailer)',
-          'the file is truncated, still being written, or an Arrow *stream* rather than a file');
+      // One read usually brings the trailer and the whole footer.
+      const tailStart = Math.max(0, size - TAIL);
+      const tail = readAt(fd, tailStart, size - tailStart, path);
+      const t = tail.byteLength - 10;
+      for (let k = 0; k < 6; k++) {
+        if (tail[t + 4 + k] !== MAGIC[k]) {
+          throw scoresError(path, 'not an Arrow IPC file (no ARROW1 trailer)',
+            'the file is truncated, still being written, or an Arrow *stream* rather than a file');
+        }
       }
-      const footerLength = new DataView(tail.buffer, tail.byteOffset).getInt32(0, true);
+      const footerLength = new DataView(tail.buffer, tail.byteOffset).getInt32(t, true);
       if (footerLength <= 0 || footerLength > size - 16) throw scoresError(path, `corrupt Arrow footer length ${footerLength}`);
-      let footer: Footer;
+      const footerStart = size - 10 - footerLength;
+      const footerBytes = footerStart >= tailStart
+        ? tail.subarray(footerStart - tailStart, footerStart - tailStart + footerLength)
+        : readAt(fd, footerStart, footerLength, path);
+      let footer: ReturnType<typeof parseFooter>;
       try {
-        footer = Footer.decode(readAt(fd, size - 10 - footerLength, footerLength, path));
+        footer = parseFooter(footerBytes);
       } catch (e) {
         throw scoresError(path, `corrupt Arrow footer: ${errorMessage(e)}`, undefined, e);
       }
       const batches: BatchInfo[] = [];
-      for (const block of footer.recordBatches()) {
+      for (const block of footer.blocks) {
         batches.push(readBatchHeader(fd, block.offset, block.metaDataLength, size, path));
       }
-      const r = new ScoreFileReader(path, fd, footer.schema, batches);
+      const r = new ScoreFileReader(path, fd, footer.fields, footer.metadata, batches);
       if (opts.validate !== false) r.validate();
       return r;
     } catch (e) {
@@ -171,100 +191,96 @@ export class ScoreFileReader {
   }
 
   has(name: string): boolean {
-    return this.schema.some((c) => c.name === name);
+    return this.index.has(name);
   }
 
   /** Read the named columns (all readable ones by default). */
   read(names?: readonly string[]): Record<string, Column> {
     const wanted = names ?? this.schema.filter((c) => c.type !== 'other').map((c) => c.name);
-    const out: Record<string, Column> = {};
+    const idx: number[] = [];
     for (const name of wanted) {
-      const idx = this.fields.findIndex((f) => f.name === name);
-      if (idx < 0) throw scoresError(this.path, `column ${name} is not in the file`);
-      const type = this.schema[idx].type;
-      if (type === 'other') throw scoresError(this.path, `column ${name} has a type the score reader does not read`);
-      out[name] = this.batches.length === 1 ? this.readColumn(0, idx, type) : this.readConcatenated(idx, type);
+      const i = this.index.get(name);
+      if (i === undefined) throw scoresError(this.path, `column ${name} is not in the file`);
+      if (this.schema[i].type === 'other') throw scoresError(this.path, `column ${name} has a type the score reader does not read`);
+      idx.push(i);
+    }
+    const out: Record<string, Column> = {};
+    if (this.batches.length === 1) {
+      const cols = this.readBatch(0, idx);
+      idx.forEach((i, k) => (out[wanted[k]] = cols[k]));
+    } else {
+      const perBatch = this.batches.map((_, bi) => this.readBatch(bi, idx));
+      idx.forEach((i, k) => (out[wanted[k]] = concatColumns(perBatch.map((cols) => cols[k]), this.length, this.schema[i].type as ColumnType)));
     }
     return out;
   }
 
-  private readColumn(bi: number, fieldIndex: number, type: ColumnType): Column {
+  /**
+   * The columns `fieldIdx` of record batch `bi`: every buffer they need is fetched, neighbours by one read
+   * into one fresh buffer, at 8-byte-aligned positions so that typed arrays view them without a copy.
+   */
+  private readBatch(bi: number, fieldIdx: number[]): Column[] {
     const batch = this.batches[bi];
-    const node = batch.nodes[fieldIndex];
-    const first = this.firstBuffer[fieldIndex];
-    const nBuf = type === 'utf8' ? 3 : 2;
-    const regions = batch.buffers.slice(first, first + nBuf);
-    if (regions.length !== nBuf) throw scoresError(this.path, `record batch ${bi} lists too few buffers`);
-    // One allocation for the column's buffers, each at an 8-byte-aligned offset so typed arrays can view it.
-    const starts: number[] = [];
-    let total = 0;
-    for (const r of regions) {
-      starts.push(total);
-      total += (r.length + 7) & ~7;
+    // (column k, buffer j) → [offset in body, length]
+    const regions: { k: number; j: number; off: number; len: number }[] = [];
+    const nBufs = fieldIdx.map((fi) => (this.schema[fi].type === 'utf8' ? 3 : 2));
+    fieldIdx.forEach((fi, k) => {
+      const first = this.firstBuffer[fi];
+      if (2 * (first + nBufs[k]) > batch.buffers.length) throw scoresError(this.path, `record batch ${bi} lists too few buffers`);
+      for (let j = 0; j < nBufs[k]; j++) {
+        regions.push({ k, j, off: batch.buffers[2 * (first + j)], len: batch.buffers[2 * (first + j) + 1] });
+      }
+    });
+    const landed: Landed[][] = fieldIdx.map((_, k) => new Array<Landed>(nBufs[k]));
+    const empty = new Uint8Array(0);
+    const order = regions.filter((r) => r.len > 0).sort((a, b) => a.off - b.off);
+    for (const r of regions) if (r.len === 0) landed[r.k][r.j] = empty;
+    for (let s = 0; s < order.length; ) {
+      // Grow a span while the next buffer starts close to its end.
+      let e = s + 1;
+      let end = order[s].off + order[s].len;
+      while (e < order.length && order[e].off <= end + READ_GAP) {
+        end = Math.max(end, order[e].off + order[e].len);
+        e++;
+      }
+      const start = order[s].off;
+      const mem = new Uint8Array(new ArrayBuffer((end - start + 7) & ~7));
+      readInto(this.fd!, batch.bodyOffset + start, mem.subarray(0, end - start), this.path);
+      for (let q = s; q < e; q++) {
+        const r = order[q];
+        const rel = r.off - start;
+        // Arrow aligns buffers to 8 bytes; a writer that did not gets a copy rather than a misaligned view.
+        landed[r.k][r.j] = (rel & 7) === 0 ? mem.subarray(rel, rel + r.len) : mem.slice(rel, rel + r.len);
+      }
+      s = e;
     }
-    const mem = new ArrayBuffer(Math.max(total, 8));
-    for (let k = 0; k < nBuf; k++) {
-      const r = regions[k];
-      if (r.length > 0) readInto(this.fd!, batch.bodyOffset + r.offset, new Uint8Array(mem, starts[k], r.length), this.path);
-    }
+    return fieldIdx.map((fi, k) => this.columnOf(fi, batch.nodes[fi], landed[k]));
+  }
+
+  private columnOf(fieldIndex: number, node: { length: number; nullCount: number } | undefined, bufs: Landed[]): Column {
+    const name = this.fields[fieldIndex].name;
+    if (node === undefined) throw scoresError(this.path, `record batch lists too few field nodes for column ${name}`);
+    const type = this.schema[fieldIndex].type as ColumnType;
     const n = node.length;
-    const validity = node.nullCount > 0 && regions[0].length > 0 ? new Uint8Array(mem, starts[0], (n + 7) >> 3) : null;
-    if (node.nullCount > 0 && validity === null) throw scoresError(this.path, `column ${this.fields[fieldIndex].name} has nulls but no validity buffer`);
+    const validity = node.nullCount > 0 && bufs[0].byteLength > 0 ? bufs[0].subarray(0, (n + 7) >> 3) : null;
+    if (node.nullCount > 0 && validity === null) throw scoresError(this.path, `column ${name} has nulls but no validity buffer`);
+    if (validity !== null && validity.byteLength < (n + 7) >> 3) throw scoresError(this.path, `column ${name}: validity buffer too short`);
     if (type === 'utf8') {
-      if (regions[1].length < (n + 1) * 4) throw scoresError(this.path, `column ${this.fields[fieldIndex].name}: offsets buffer too short`);
-      const offsets = new Int32Array(mem, starts[1], n + 1);
-      const bytes = new Uint8Array(mem, starts[2], regions[2].length);
-      if (offsets[n] > bytes.length || offsets[0] < 0) throw scoresError(this.path, `column ${this.fields[fieldIndex].name}: offsets out of range`);
+      if (bufs[1].byteLength < (n + 1) * 4) throw scoresError(this.path, `column ${name}: offsets buffer too short`);
+      const offsets = new Int32Array(bufs[1].buffer, bufs[1].byteOffset, n + 1);
+      const bytes = bufs[2];
+      if (offsets[n] > bytes.length || offsets[0] < 0) throw scoresError(this.path, `column ${name}: offsets out of range`);
       return { type, length: n, offsets, bytes, validity, nullCount: node.nullCount };
     }
-    if (regions[1].length < n * 4) throw scoresError(this.path, `column ${this.fields[fieldIndex].name}: data buffer too short`);
+    if (bufs[1].byteLength < n * 4) throw scoresError(this.path, `column ${name}: data buffer too short`);
     if (type === 'float32') {
-      const values = new Float32Array(mem, starts[1], n);
+      const values = new Float32Array(bufs[1].buffer, bufs[1].byteOffset, n);
       if (validity) fillNulls(values, validity, n, NaN);
       return { type, length: n, values, validity, nullCount: node.nullCount };
     }
-    const values = type === 'int32' ? new Int32Array(mem, starts[1], n) : new Uint32Array(mem, starts[1], n);
+    const values = type === 'int32' ? new Int32Array(bufs[1].buffer, bufs[1].byteOffset, n) : new Uint32Array(bufs[1].buffer, bufs[1].byteOffset, n);
     if (validity) fillNulls(values, validity, n, 0);
     return { type, length: n, values, validity, nullCount: node.nullCount } as Column;
-  }
-
-  private readConcatenated(fieldIndex: number, type: ColumnType): Column {
-    const parts = this.batches.map((_, bi) => this.readColumn(bi, fieldIndex, type));
-    const n = this.length;
-    const anyNull = parts.some((p) => p.nullCount > 0);
-    const validity = anyNull ? new Uint8Array((n + 7) >> 3) : null;
-    let nullCount = 0;
-    let row = 0;
-    for (const p of parts) {
-      for (let i = 0; i < p.length; i++, row++) {
-        const ok = p.validity === null || (p.validity[i >> 3] & (1 << (i & 7))) !== 0;
-        if (validity && ok) validity[row >> 3] |= 1 << (row & 7);
-        if (!ok) nullCount++;
-      }
-    }
-    if (type === 'utf8') {
-      const ps = parts as Extract<Column, { type: 'utf8' }>[];
-      const totalBytes = ps.reduce((s, p) => s + (p.offsets[p.length] - p.offsets[0]), 0);
-      const offsets = new Int32Array(n + 1);
-      const bytes = new Uint8Array(totalBytes);
-      let pos = 0;
-      let r = 0;
-      for (const p of ps) {
-        const base = p.offsets[0];
-        bytes.set(p.bytes.subarray(base, p.offsets[p.length]), pos);
-        for (let i = 0; i < p.length; i++) offsets[++r] = pos + p.offsets[i + 1] - base;
-        pos += p.offsets[p.length] - base;
-      }
-      return { type, length: n, offsets, bytes, validity, nullCount };
-    }
-    const Ctor = type === 'float32' ? Float32Array : type === 'int32' ? Int32Array : Uint32Array;
-    const values = new Ctor(n);
-    let pos = 0;
-    for (const p of parts as Extract<Column, { values: unknown }>[]) {
-      values.set(p.values as never, pos);
-      pos += p.length;
-    }
-    return { type, length: n, values, validity, nullCount } as Column;
   }
 
   close(): void {
@@ -273,6 +289,44 @@ export class ScoreFileReader {
       this.fd = null;
     }
   }
+}
+
+/** One column from its parts in several record batches (copies). */
+function concatColumns(parts: Column[], n: number, type: ColumnType): Column {
+  const anyNull = parts.some((p) => p.nullCount > 0);
+  const validity = anyNull ? new Uint8Array((n + 7) >> 3) : null;
+  let nullCount = 0;
+  let row = 0;
+  for (const p of parts) {
+    for (let i = 0; i < p.length; i++, row++) {
+      const ok = p.validity === null || (p.validity[i >> 3] & (1 << (i & 7))) !== 0;
+      if (validity && ok) validity[row >> 3] |= 1 << (row & 7);
+      if (!ok) nullCount++;
+    }
+  }
+  if (type === 'utf8') {
+    const ps = parts as Extract<Column, { type: 'utf8' }>[];
+    const totalBytes = ps.reduce((s, p) => s + (p.offsets[p.length] - p.offsets[0]), 0);
+    const offsets = new Int32Array(n + 1);
+    const bytes = new Uint8Array(totalBytes);
+    let pos = 0;
+    let r = 0;
+    for (const p of ps) {
+      const base = p.offsets[0];
+      bytes.set(p.bytes.subarray(base, p.offsets[p.length]), pos);
+      for (let i = 0; i < p.length; i++) offsets[++r] = pos + p.offsets[i + 1] - base;
+      pos += p.offsets[p.length] - base;
+    }
+    return { type, length: n, offsets, bytes, validity, nullCount };
+  }
+  const Ctor = type === 'float32' ? Float32Array : type === 'int32' ? Int32Array : Uint32Array;
+  const values = new Ctor(n);
+  let pos = 0;
+  for (const p of parts as Extract<Column, { values: unknown }>[]) {
+    values.set(p.values as never, pos);
+    pos += p.length;
+  }
+  return { type, length: n, values, validity, nullCount } as Column;
 }
 
 /** values[i] = fill where row i is null; whole bytes of valid rows (the usual case) are skipped. */
@@ -304,7 +358,8 @@ function readInto(fd: number, position: number, out: Uint8Array, path: string): 
 function readBatchHeader(fd: number, offset: number, metaDataLength: number, size: number, path: string): BatchInfo {
   if (offset < 8 || offset + metaDataLength > size) throw scoresError(path, 'record batch block lies outside the file');
   const head = readAt(fd, offset, Math.min(metaDataLength, size - offset), path);
-  const dv = new DataView(head.buffer);
+  const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  if (head.byteLength < 8) throw scoresError(path, 'corrupt record batch header');
   let len = dv.getInt32(0, true);
   let start = 4;
   if (len === -1) {
@@ -312,25 +367,24 @@ function readBatchHeader(fd: number, offset: number, metaDataLength: number, siz
     start = 8;
   }
   if (len <= 0 || start + len > head.byteLength) throw scoresError(path, 'corrupt record batch header');
-  let msg: Message;
+  let rb: ReturnType<typeof parseRecordBatchMessage>;
   try {
-    msg = Message.decode(head.subarray(start, start + len));
+    rb = parseRecordBatchMessage(head.subarray(start, start + len));
   } catch (e) {
     throw scoresError(path, `corrupt record batch header: ${errorMessage(e)}`, undefined, e);
   }
-  if (!msg.isRecordBatch()) throw scoresError(path, 'a footer block does not point at a record batch');
-  const rb = msg.header();
-  if (rb.compression !== null) {
+  if (rb === null) throw scoresError(path, 'a footer block does not point at a record batch');
+  if (rb.compressed) {
     throw scoresError(path, 'compressed Arrow record batches are not supported', 'write score files uncompressed');
   }
   const bodyOffset = offset + metaDataLength;
-  if (bodyOffset + msg.bodyLength > size) throw scoresError(path, 'record batch body runs past the end of the file', 'the file is truncated');
-  return {
-    length: rb.length,
-    bodyOffset,
-    nodes: rb.nodes.map((n) => ({ length: n.length, nullCount: n.nullCount })),
-    buffers: rb.buffers.map((b) => ({ offset: b.offset, length: b.length })),
-  };
+  if (bodyOffset + rb.bodyLength > size) throw scoresError(path, 'record batch body runs past the end of the file', 'the file is truncated');
+  for (let k = 0; k < rb.buffers.length; k += 2) {
+    if (rb.buffers[k] < 0 || rb.buffers[k + 1] < 0 || rb.buffers[k] + rb.buffers[k + 1] > rb.bodyLength) {
+      throw scoresError(path, 'a record batch buffer lies outside its body', 'the file is corrupt; rescore the shard');
+    }
+  }
+  return { length: rb.length, bodyOffset, nodes: rb.nodes, buffers: rb.buffers };
 }
 
 /** Read a whole score file (or the named columns) with its metadata. Errors are E_SCORES naming the file. */
