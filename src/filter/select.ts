@@ -61,6 +61,8 @@ export interface FilterOptions extends PoolOptions {
   workers?: number;
   /** Files sampled to guess where percentiles lie (default DEFAULTS.filter.sampleFiles); 0 turns the guess off. */
   sampleFiles?: number;
+  /** Rows per task handed to a thread (default DEFAULTS.filter.taskRows); whole files, at least one per task. */
+  taskRows?: number;
   onProgress?: (p: FilterProgress) => void;
 }
 
@@ -210,9 +212,9 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
   // Pass S: a sample of files, for the size of tasks and the histogram windows.
   const statSplit = split(statColumns);
   const sampleFiles = Math.min(U, opts.sampleFiles ?? DEFAULTS.filter.sampleFiles);
-  const sample = sampleUnits(local, pool, statSplit, trustNulls, statColumns.length ? sampleFiles : Math.min(U, 4));
+  const sample = sampleUnits(local, pool, statSplit, trustNulls, statColumns.length && sampleFiles > 0 ? sampleFiles : Math.min(U, 4));
   const rowsPerUnit = Math.max(1, sample.rowsPerUnit);
-  const unitsPerTask = Math.max(1, Math.round(DEFAULTS.filter.taskRows / rowsPerUnit));
+  const unitsPerTask = Math.max(1, Math.round((opts.taskRows ?? DEFAULTS.filter.taskRows) / rowsPerUnit));
   workers = Math.max(1, Math.min(workers, Math.ceil(U / unitsPerTask)));
   const shardRank = new Uint32Array(U);
   const makeTasks = (): Task[] => {
