@@ -10,8 +10,7 @@ import { ScoreFileReader } from '../scores/reader.js';
 import { listScoreRuns, type CheckpointRun } from '../scores/runs.js';
 import { FLOAT_COLUMNS, META } from '../scores/schema.js';
 import { utf8At, type Column, type Float32Column, type Int32Column, type Utf8Column } from '../scores/columns.js';
-import { countOnes } from './masks.js';
-import { packBits, wordsFor } from './bits.js';
+import { packBits, popcount, wordsFor } from './bits.js';
 import { addVotes, combine, groupByBatch, normalizeBatches, type Aggregate, type Normalize, type BatchGroups } from './aggregate.js';
 
 export interface PoolOptions {
@@ -96,21 +95,55 @@ function regularPairs(off: Int32Array, n: number): boolean {
 
 const OK_PAIR = OK0 | (OK1 << 8); // little-endian "ok"
 
+/** Every row ok (histogram passes that trust nulls); one shared buffer per size, never written. */
+let allOkCache = new Uint8Array(0);
+function allOk(n: number): Uint8Array {
+  if (allOkCache.length < n) allOkCache = new Uint8Array(n).fill(1);
+  return allOkCache.subarray(0, n);
+}
+
 function okPairs(pairs: Uint16Array, out: Uint8Array): void {
   for (let i = 0; i < pairs.length; i++) out[i] = pairs[i] === OK_PAIR ? 1 : 0;
+}
+
+/** Bits of the ok rows of a byte mask, and how many there are. */
+function okBitsOf(ok: Uint8Array, bits: Int32Array): number {
+  packBits(ok, bits);
+  let c = 0;
+  for (let w = 0; w < bits.length; w++) c += popcount(bits[w]);
+  return c;
 }
 
 /** Status → rows for the rows that are not ok; the first checkpoint in which a row is not ok names it. */
 function countStatuses(ok: Uint8Array, okPer: Uint8Array[], status: Utf8Column[]): Map<string, number> {
   const counts = new Map<string, number>();
   const C = okPer.length;
+  // Failed rows mostly share a few statuses: decode a status only when its bytes differ from the last one's.
+  let last: Uint8Array | null = null;
+  let lastName = '';
   for (let i = ok.indexOf(0); i >= 0 && i < ok.length; i = ok.indexOf(0, i + 1)) {
     let c = 0;
     while (c < C - 1 && okPer[c][i]) c++;
-    const s = utf8At(status[c], i) ?? '(null)';
-    counts.set(s, (counts.get(s) ?? 0) + 1);
+    const col = status[c];
+    let name: string;
+    if (col.validity !== null && (col.validity[i >> 3] & (1 << (i & 7))) === 0) name = '(null)';
+    else {
+      const bytes = col.bytes.subarray(col.offsets[i], col.offsets[i + 1]);
+      if (last === null || !sameBytes(bytes, last)) {
+        last = bytes;
+        lastName = utf8At(col, i) ?? '(null)';
+      }
+      name = lastName;
+    }
+    counts.set(name, (counts.get(name) ?? 0) + 1);
   }
   return counts;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let k = 0; k < a.length; k++) if (a[k] !== b[k]) return false;
+  return true;
 }
 
 /** What reading a unit needs to know about the pool: plain data, so that worker threads can have it too. */
@@ -224,7 +257,7 @@ export function readPoolUnit(spec: PoolSpec, u: number, unitPath: string, req: U
       if (c === 0 && req.identity) for (const id of req.identity) if (!names.includes(id)) names.push(id);
       const cols = readers[c].read(names);
       perCk.push(cols);
-      okPer.push(trust ? new Uint8Array(n).fill(1) : okMask(cols.status as Utf8Column));
+      okPer.push(trust ? allOk(n) : okMask(cols.status as Utf8Column));
     }
     const ok = C === 1 ? okPer[0] : new Uint8Array(n);
     let mismatch = 0;
@@ -241,8 +274,7 @@ export function readPoolUnit(spec: PoolSpec, u: number, unitPath: string, req: U
       }
     }
     const okBits = new Int32Array(wordsFor(n));
-    packBits(ok, okBits);
-    const okCount = countOnes(ok);
+    const okCount = okBitsOf(ok, okBits);
 
     let statusCounts: Map<string, number> | undefined;
     if (req.statuses && okCount < n) statusCounts = countStatuses(ok, okPer, perCk.map((cols) => cols.status as Utf8Column));

@@ -28,7 +28,7 @@ import { writeFileAtomicSync } from '../scores/atomic-file.js';
 import { Pool, type IdentityColumn, type PoolOptions } from './pool.js';
 import { ColumnCatalog, type ClipScoreSource } from './catalog.js';
 import { collectNeeds, formatRule, parseRule, type Expr } from './expr.js';
-import { HighHistogram, LowHistogram, MergedWindow, keysOf, linearPercentile, percentileRanks, type RankedValue } from './order-stats.js';
+import { HighHistogram, LowHistogram, MergedWindow, linearPercentile, percentileRanks, type RankedValue } from './order-stats.js';
 import { ExternalSorter } from './extsort.js';
 import { NpyExport, KeyTextExport, UidTextExport, tableExportFor, type Exporter, type TableColumn } from './exports.js';
 import type { SideColumns } from './side.js';
@@ -241,7 +241,7 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
     if (statColumns.length) {
       startPass('histogram');
       const cols = allColumns(statSplit);
-      const guessed = sampleFiles > 0 ? guessWindows(sample.keys, targets, DEFAULTS.filter.windowBuckets) : new Map<string, { lo: number; width: number }>();
+      const guessed = sampleFiles > 0 ? guessWindows(sample.high, targets, DEFAULTS.filter.windowBuckets) : new Map<string, { lo: number; width: number }>();
       const wantShard = needs.ranks.length > 0;
       let rows = 0;
       const ends = await runner.run({ kind: 'histogram', columns: statSplit, trustNulls, wantShard, windows: cols.map((c) => guessed.get(c) ?? null) }, makeTasks(), (t, r) => {
@@ -536,46 +536,28 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
 }
 
 interface Sample {
-  /** Per column: order keys of the sampled present values, sorted. */
-  keys: Map<string, Uint32Array>;
+  /** Per column: high-bucket counts of the sampled present values. */
+  high: Map<string, HighHistogram>;
   /** Mean rows per sampled file. */
   rowsPerUnit: number;
   /** Present values per sampled row, per column. */
   presentShare: Map<string, number>;
 }
 
-/** Read `count` files spread evenly over the pool: their row counts and, per column, sorted value keys. */
+/** Read `count` files spread evenly over the pool: their row counts and, per column, a high histogram. */
 function sampleUnits(exec: PassExecutor, pool: Pool, columns: ColumnSplit, trustNulls: boolean, count: number): Sample {
   const U = pool.units.length;
-  const parts = new Map<string, Uint32Array[]>(allColumns(columns).map((c) => [c, []]));
+  const high = new Map<string, HighHistogram>(allColumns(columns).map((c) => [c, new HighHistogram()]));
   let rows = 0;
   for (let k = 0; k < count; k++) {
     const u = Math.floor(((k + 0.5) * U) / count);
     const d = exec.readUnit({ u, path: pool.units[u], shardRank: 0 }, columns, trustNulls);
     rows += d.n;
-    for (const [c, list] of parts) {
-      const v = d.values[c];
-      const keys = new Uint32Array(d.n);
-      keysOf(v, keys);
-      let m = 0;
-      for (let i = 0; i < d.n; i++) if ((trustNulls || d.ok[i]) && v[i] === v[i]) keys[m++] = keys[i];
-      list.push(keys.slice(0, m));
-    }
+    for (const [c, h] of high) h.add(d.values[c], trustNulls ? null : d.ok);
   }
-  const keys = new Map<string, Uint32Array>();
   const presentShare = new Map<string, number>();
-  for (const [c, list] of parts) {
-    const all = new Uint32Array(list.reduce((s, a) => s + a.length, 0));
-    let o = 0;
-    for (const a of list) {
-      all.set(a, o);
-      o += a.length;
-    }
-    all.sort();
-    keys.set(c, all);
-    presentShare.set(c, rows > 0 ? all.length / rows : 0);
-  }
-  return { keys, rowsPerUnit: count > 0 ? rows / count : 0, presentShare };
+  for (const [c, h] of high) presentShare.set(c, rows > 0 ? h.n / rows : 0);
+  return { high, rowsPerUnit: count > 0 ? rows / count : 0, presentShare };
 }
 
 /** Where a top()/bottom() rule's boundary lies as a fraction of the column's values, estimated from the sample. */
@@ -595,10 +577,10 @@ function rankFraction(e: Extract<Expr, { kind: 'rank' }>, sample: Sample, units:
  * with a margin of four binomial standard deviations. One window per column, at most `maxWidth` buckets; ranks
  * the window misses are found by the refine pass.
  */
-function guessWindows(keys: Map<string, Uint32Array>, targets: RankTarget[], maxWidth: number): Map<string, { lo: number; width: number }> {
+function guessWindows(sample: Map<string, HighHistogram>, targets: RankTarget[], maxWidth: number): Map<string, { lo: number; width: number }> {
   const out = new Map<string, { lo: number; width: number }>();
-  for (const [c, k] of keys) {
-    const m = k.length;
+  for (const [c, h] of sample) {
+    const m = h.n;
     if (m === 0 || maxWidth < 1) continue;
     let lo = Infinity;
     let hi = -Infinity;
@@ -606,7 +588,7 @@ function guessWindows(keys: Map<string, Uint32Array>, targets: RankTarget[], max
     for (const t of targets.filter((x) => x.column === c)) {
       const f = t.fraction;
       const margin = 4 * Math.sqrt((f * (1 - f)) / m) * m + 2;
-      const at = (x: number) => k[Math.min(m - 1, Math.max(0, Math.round(x)))] >>> 16;
+      const at = (x: number) => h.locate(Math.min(m - 1, Math.max(0, Math.round(x)))).bucket;
       const a = at(f * (m - 1) - margin);
       const b = at(f * (m - 1) + margin);
       if (centre < 0) centre = at(f * (m - 1));
