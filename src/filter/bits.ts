@@ -232,3 +232,96 @@ export function presentBits(v: Float32Array, out: Int32Array): void {
 export function trueBits(v: Float32Array, out: Int32Array): void {
   eqBits(v, 1, out);
 }
+
+/**
+ * A comparison with a constant and the present (not NaN) rows of the same column in one loop: the final pass
+ * needs both for most columns, and reading the values once halves the work. Returns the present rows' bits in
+ * `present`, the comparison's in `out`.
+ */
+export function compareAndPresentBits(v: Float32Array, op: string, t: number, out: Int32Array, present: Int32Array): void {
+  switch (op) {
+    case '>=': return gePresent(v, t, out, present);
+    case '>': return gtPresent(v, t, out, present);
+    case '<=': return lePresent(v, t, out, present);
+    case '<': return ltPresent(v, t, out, present);
+    case '==': return eqPresent(v, t, out, present);
+    default:
+      neBits(v, t, out);
+      presentBits(v, present);
+  }
+}
+
+function gePresent(v: Float32Array, t: number, out: Int32Array, present: Int32Array): void {
+  const n = v.length;
+  for (let base = 0; base < n; base += 32) {
+    let c = 0;
+    let p = 0;
+    for (let k = Math.min(n, base + 32) - 1; k >= base; k--) {
+      const x = v[k];
+      c = (c << 1) | (x >= t ? 1 : 0);
+      p = (p << 1) | (x === x ? 1 : 0);
+    }
+    out[base >>> 5] = c;
+    present[base >>> 5] = p;
+  }
+}
+
+function gtPresent(v: Float32Array, t: number, out: Int32Array, present: Int32Array): void {
+  const n = v.length;
+  for (let base = 0; base < n; base += 32) {
+    let c = 0;
+    let p = 0;
+    for (let k = Math.min(n, base + 32) - 1; k >= base; k--) {
+      const x = v[k];
+      c = (c << 1) | (x > t ? 1 : 0);
+      p = (p << 1) | (x === x ? 1 : 0);
+    }
+    out[base >>> 5] = c;
+    present[base >>> 5] = p;
+  }
+}
+
+function lePresent(v: Float32Array, t: number, out: Int32Array, present: Int32Array): void {
+  const n = v.length;
+  for (let base = 0; base < n; base += 32) {
+    let c = 0;
+    let p = 0;
+    for (let k = Math.min(n, base + 32) - 1; k >= base; k--) {
+      const x = v[k];
+      c = (c << 1) | (x <= t ? 1 : 0);
+      p = (p << 1) | (x === x ? 1 : 0);
+    }
+    out[base >>> 5] = c;
+    present[base >>> 5] = p;
+  }
+}
+
+function ltPresent(v: Float32Array, t: number, out: Int32Array, present: Int32Array): void {
+  const n = v.length;
+  for (let base = 0; base < n; base += 32) {
+    let c = 0;
+    let p = 0;
+    for (let k = Math.min(n, base + 32) - 1; k >= base; k--) {
+      const x = v[k];
+      c = (c << 1) | (x < t ? 1 : 0);
+      p = (p << 1) | (x === x ? 1 : 0);
+    }
+    out[base >>> 5] = c;
+    present[base >>> 5] = p;
+  }
+}
+
+function eqPresent(v: Float32Array, t: number, out: Int32Array, present: Int32Array): void {
+  const n = v.length;
+  for (let base = 0; base < n; base += 32) {
+    let c = 0;
+    let p = 0;
+    for (let k = Math.min(n, base + 32) - 1; k >= base; k--) {
+      const x = v[k];
+      c = (c << 1) | (x === t ? 1 : 0);
+      p = (p << 1) | (x === x ? 1 : 0);
+    }
+    out[base >>> 5] = c;
+    present[base >>> 5] = p;
+  }
+}

@@ -7,14 +7,15 @@
  */
 import { MimicError } from '../errors.js';
 import { META } from '../scores/schema.js';
+import { ReadArena } from '../scores/reader.js';
 import { utf8At, utf8BytesAt, type Column, type Uint32Column, type Utf8Column } from '../scores/columns.js';
 import { readPoolUnit, type IdentityColumn, type PoolSpec, type UnitData } from './pool.js';
 import { sideStoreReader, type SideStoreRef } from './side-store.js';
 import type { SideColumns } from './side.js';
 import { collectNeeds, type Expr } from './expr.js';
 import { HighHistogram, LowHistogram, WindowHistogram } from './order-stats.js';
-import { evaluateBits, type RankCut } from './rule-bits.js';
-import { andBits, andNotBits, countAnd3Bits, countAndBits, countBits, presentBits, setRows } from './bits.js';
+import { evaluateBits, simpleComparisons, type RankCut, type SimpleComparison } from './rule-bits.js';
+import { andBits, andNotBits, compareAndPresentBits, countAnd3Bits, countAndBits, countBits, presentBits, setRows } from './bits.js';
 import { compareRecords } from './radix.js';
 import { parseUidBytes, parseUidRange } from './npy.js';
 
@@ -144,6 +145,9 @@ export class PassExecutor {
   private lows: LowHistogram[] = [];
   private rankOf = new Map<Expr, number>();
   private pct = new Map<string, number>();
+  /** Per counted column, a comparison of it with a constant to compute in the same loop, if any. */
+  private fused = new Map<string, SimpleComparison>();
+  private readonly arena = new ReadArena();
 
   constructor(private readonly init: PassInit, side?: SideColumns | null) {
     this.side = side !== undefined ? side : init.side ? sideStoreReader(init.side) : null;
@@ -162,6 +166,7 @@ export class PassExecutor {
       for (const r of plan.rules) collectNeeds(r.expr, { percentiles: [], ranks, columns: new Set() });
       this.rankOf = new Map(ranks.map((e, k) => [e, k]));
       this.pct = new Map(plan.percentiles.map(([c, q, v]) => [`${c}\u0000${q}`, v]));
+      this.fused = simpleComparisons(plan.rules.map((r) => r.expr));
     }
   }
 
@@ -204,7 +209,9 @@ export class PassExecutor {
 
   /** Unit u's rows: ok mask, the score columns through the pool, side columns (NaN where a row is not ok). */
   private read(t: UnitTask, columns: ColumnSplit, identity: IdentityColumn[], statuses: boolean, trustNulls: boolean): UnitData {
-    const d = readPoolUnit(this.init.pool, t.u, t.path, { scores: columns.score, identity, statuses, trustNulls });
+    // A unit's columns live until the next unit is read (results copy what they keep).
+    this.arena.reset();
+    const d = readPoolUnit(this.init.pool, t.u, t.path, { scores: columns.score, identity, statuses, trustNulls }, this.arena);
     if (columns.side.length) {
       if (this.side === null) throw new Error('side columns asked for without a side store');
       const sv = this.side.readUnit(t.u, d.n);
@@ -284,15 +291,24 @@ export class PassExecutor {
       for (const [s, c] of d.statusCounts ?? []) statusCounts.set(s, (statusCounts.get(s) ?? 0) + c);
       const ok = d.okBits;
       const scratch = new Int32Array(ok.length);
+      const pct = (column: string, q: number) => this.pct.get(`${column}\u0000${q}`)!;
+      const known = new Map<Expr, Int32Array>();
       plan.countColumns.forEach((c, k) => {
-        presentBits(d.values[c], scratch);
+        const f = this.fused.get(c);
+        if (f) {
+          const bits = new Int32Array(ok.length);
+          const t = f.constant.kind === 'num' ? f.constant.value : f.constant.kind === 'pct' ? pct(c, f.constant.q) : NaN;
+          compareAndPresentBits(d.values[c], f.op, t, bits, scratch);
+          known.set(f.expr, bits);
+        } else presentBits(d.values[c], scratch);
         res.present[k] += countAndBits(scratch, ok);
       });
       const masks = plan.rules.map((r) =>
         evaluateBits(r.expr, {
           n,
           values: d.values,
-          pct: (column, q) => this.pct.get(`${column}\u0000${q}`)!,
+          known,
+          pct,
           rank: (e) => plan.ranks[this.rankOf.get(e)!],
           tieKeep: (e, i) => {
             tieKey(d, i, t.shardRank, rec);

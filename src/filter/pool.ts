@@ -6,11 +6,11 @@
  */
 import { join } from 'node:path';
 import { MimicError } from '../errors.js';
-import { ScoreFileReader } from '../scores/reader.js';
+import { ScoreFileReader, type ReadArena } from '../scores/reader.js';
 import { listScoreRuns, type CheckpointRun } from '../scores/runs.js';
 import { FLOAT_COLUMNS, META } from '../scores/schema.js';
 import { utf8At, type Column, type Float32Column, type Int32Column, type Utf8Column } from '../scores/columns.js';
-import { packBits, popcount, wordsFor } from './bits.js';
+import { allBits, andBits, andNotBits, countBits, orBits, popcount, unpackBits, wordsFor } from './bits.js';
 import { addVotes, combine, groupByBatch, normalizeBatches, type Aggregate, type Normalize, type BatchGroups } from './aggregate.js';
 
 export interface PoolOptions {
@@ -52,8 +52,8 @@ export interface UnitData {
   unit: number;
   path: string;
   n: number;
-  /** 1 where the row is ok in every checkpoint. */
-  ok: Uint8Array;
+  /** 1 where the row is ok in every checkpoint (made from okBits on first use). */
+  readonly ok: Uint8Array;
   /** The same as bits (bits.ts). */
   okBits: Int32Array;
   okCount: number;
@@ -73,19 +73,39 @@ const OK1 = 0x6b; // 'k'
 /** 1 where the status is exactly "ok". */
 export function okMask(status: Utf8Column, into?: Uint8Array): Uint8Array {
   const n = status.length;
+  const bits = new Int32Array(wordsFor(n));
+  statusOkBits(status, bits);
   const out = into ?? new Uint8Array(n);
+  out.set(unpackBits(bits, n));
+  return out;
+}
+
+/** Bits of the rows whose status is exactly "ok" (bits.ts); returns how many there are. */
+export function statusOkBits(status: Utf8Column, bits: Int32Array): number {
+  const n = status.length;
   const off = status.offsets;
   const b = status.bytes;
   if (off[0] === 0 && off[n] === 2 * n && (b.byteOffset & 1) === 0 && regularPairs(off, n)) {
     // Common case: every status is two bytes long; compare "ok" as one uint16.
-    okPairs(new Uint16Array(b.buffer, b.byteOffset, n), out);
-    return out;
+    return okPairBits(new Uint16Array(b.buffer, b.byteOffset, n), bits);
   }
-  for (let i = 0; i < n; i++) {
-    const s = off[i];
-    out[i] = off[i + 1] - s === 2 && b[s] === OK0 && b[s + 1] === OK1 ? 1 : 0;
+  return okOffsetBits(off, b, bits);
+}
+
+/** Any status lengths: a row is ok when its status is two bytes, "o" then "k". */
+function okOffsetBits(off: Int32Array, b: Uint8Array, out: Int32Array): number {
+  const n = off.length - 1;
+  let c = 0;
+  for (let base = 0; base < n; base += 32) {
+    let bits = 0;
+    for (let k = Math.min(n, base + 32) - 1; k >= base; k--) {
+      const s = off[k];
+      bits = (bits << 1) | (off[k + 1] - s === 2 && b[s] === OK0 && b[s + 1] === OK1 ? 1 : 0);
+    }
+    out[base >>> 5] = bits;
+    c += popcount(bits);
   }
-  return out;
+  return c;
 }
 
 function regularPairs(off: Int32Array, n: number): boolean {
@@ -95,47 +115,56 @@ function regularPairs(off: Int32Array, n: number): boolean {
 
 const OK_PAIR = OK0 | (OK1 << 8); // little-endian "ok"
 
-/** Every row ok (histogram passes that trust nulls); one shared buffer per size, never written. */
-let allOkCache = new Uint8Array(0);
-function allOk(n: number): Uint8Array {
-  if (allOkCache.length < n) allOkCache = new Uint8Array(n).fill(1);
-  return allOkCache.subarray(0, n);
-}
-
-function okPairs(pairs: Uint16Array, out: Uint8Array): void {
-  for (let i = 0; i < pairs.length; i++) out[i] = pairs[i] === OK_PAIR ? 1 : 0;
-}
-
-/** Bits of the ok rows of a byte mask, and how many there are. */
-function okBitsOf(ok: Uint8Array, bits: Int32Array): number {
-  packBits(ok, bits);
+/** Rows from the highest down, one shift and one or each (no branch), 32 to a word. */
+function okPairBits(pairs: Uint16Array, out: Int32Array): number {
+  const n = pairs.length;
+  const full = n >>> 5;
   let c = 0;
-  for (let w = 0; w < bits.length; w++) c += popcount(bits[w]);
+  for (let w = 0; w < full; w++) {
+    const base = w << 5;
+    let bits = 0;
+    for (let k = base + 31; k >= base; k--) bits = (bits << 1) | (pairs[k] === OK_PAIR ? 1 : 0);
+    out[w] = bits;
+    c += popcount(bits);
+  }
+  if (n & 31) {
+    let bits = 0;
+    for (let k = n - 1; k >= full << 5; k--) bits = (bits << 1) | (pairs[k] === OK_PAIR ? 1 : 0);
+    out[full] = bits;
+    c += popcount(bits);
+  }
   return c;
 }
 
 /** Status → rows for the rows that are not ok; the first checkpoint in which a row is not ok names it. */
-function countStatuses(ok: Uint8Array, okPer: Uint8Array[], status: Utf8Column[]): Map<string, number> {
+function countStatuses(n: number, okBits: Int32Array, okPer: Int32Array[], status: Utf8Column[]): Map<string, number> {
   const counts = new Map<string, number>();
   const C = okPer.length;
   // Failed rows mostly share a few statuses: decode a status only when its bytes differ from the last one's.
   let last: Uint8Array | null = null;
   let lastName = '';
-  for (let i = ok.indexOf(0); i >= 0 && i < ok.length; i = ok.indexOf(0, i + 1)) {
-    let c = 0;
-    while (c < C - 1 && okPer[c][i]) c++;
-    const col = status[c];
-    let name: string;
-    if (col.validity !== null && (col.validity[i >> 3] & (1 << (i & 7))) === 0) name = '(null)';
-    else {
-      const bytes = col.bytes.subarray(col.offsets[i], col.offsets[i + 1]);
-      if (last === null || !sameBytes(bytes, last)) {
-        last = bytes;
-        lastName = utf8At(col, i) ?? '(null)';
+  for (let w = 0; w < okBits.length; w++) {
+    let x = ~okBits[w];
+    if (w === okBits.length - 1 && (n & 31)) x &= (1 << (n & 31)) - 1;
+    while (x !== 0) {
+      const low = x & -x;
+      x ^= low;
+      const i = (w << 5) + 31 - Math.clz32(low);
+      let c = 0;
+      while (c < C - 1 && (okPer[c][w] & low) !== 0) c++;
+      const col = status[c];
+      let name: string;
+      if (col.validity !== null && (col.validity[i >> 3] & (1 << (i & 7))) === 0) name = '(null)';
+      else {
+        const bytes = col.bytes.subarray(col.offsets[i], col.offsets[i + 1]);
+        if (last === null || !sameBytes(bytes, last)) {
+          last = bytes;
+          lastName = utf8At(col, i) ?? '(null)';
+        }
+        name = lastName;
       }
-      name = lastName;
+      counts.set(name, (counts.get(name) ?? 0) + 1);
     }
-    counts.set(name, (counts.get(name) ?? 0) + 1);
   }
   return counts;
 }
@@ -226,7 +255,7 @@ export class Pool {
 }
 
 /** Read unit u (file `unitPath` of every checkpoint): ok mask, combined score columns, identity columns. */
-export function readPoolUnit(spec: PoolSpec, u: number, unitPath: string, req: UnitRequest): UnitData {
+export function readPoolUnit(spec: PoolSpec, u: number, unitPath: string, req: UnitRequest, arena?: ReadArena): UnitData {
   const C = spec.checkpoints.length;
   const filePath = (c: number) => join(spec.checkpoints[c].dir, unitPath);
   const ckName = (c: number) => spec.checkpoints[c].name;
@@ -250,38 +279,45 @@ export function readPoolUnit(spec: PoolSpec, u: number, unitPath: string, req: U
     }
     // Per checkpoint: status, batch (when needed) and the score columns.
     const perCk: Record<string, Column>[] = [];
-    const okPer: Uint8Array[] = [];
+    const okPer: Int32Array[] = [];
+    const words = wordsFor(n);
     const trust = req.trustNulls === true && !batchNeeded && !req.statuses;
+    let okCount = n;
     for (let c = 0; c < C; c++) {
       const names = [...(trust ? [] : ['status']), ...(batchNeeded ? ['batch'] : []), ...req.scores];
       if (c === 0 && req.identity) for (const id of req.identity) if (!names.includes(id)) names.push(id);
-      const cols = readers[c].read(names);
+      const cols = readers[c].read(names, arena);
       perCk.push(cols);
-      okPer.push(trust ? allOk(n) : okMask(cols.status as Utf8Column));
-    }
-    const ok = C === 1 ? okPer[0] : new Uint8Array(n);
-    let mismatch = 0;
-    if (C > 1) {
-      for (let i = 0; i < n; i++) {
-        let all = 1;
-        let any = 0;
-        for (let c = 0; c < C; c++) {
-          all &= okPer[c][i];
-          any |= okPer[c][i];
-        }
-        ok[i] = all;
-        if (any && !all) mismatch++;
+      if (trust) okPer.push(allBits(n));
+      else {
+        const bits = new Int32Array(words);
+        okCount = statusOkBits(cols.status as Utf8Column, bits);
+        okPer.push(bits);
       }
     }
-    const okBits = new Int32Array(wordsFor(n));
-    const okCount = okBitsOf(ok, okBits);
+    let okBits = okPer[0];
+    let mismatch = 0;
+    if (C > 1) {
+      okBits = okPer[0].slice();
+      const any = okPer[0].slice();
+      for (let c = 1; c < C; c++) {
+        andBits(okBits, okPer[c]);
+        orBits(any, okPer[c]);
+      }
+      andNotBits(any, okBits);
+      mismatch = countBits(any);
+      okCount = countBits(okBits);
+    }
+    // The byte mask, for the loops that want one, made once on first use.
+    let okBytes: Uint8Array | null = null;
+    const okOf = () => (okBytes ??= unpackBits(okBits, n));
 
     let statusCounts: Map<string, number> | undefined;
-    if (req.statuses && okCount < n) statusCounts = countStatuses(ok, okPer, perCk.map((cols) => cols.status as Utf8Column));
+    if (req.statuses && okCount < n) statusCounts = countStatuses(n, okBits, okPer, perCk.map((cols) => cols.status as Utf8Column));
 
     const groups: BatchGroups[] = [];
     if (batchNeeded) {
-      for (let c = 0; c < C; c++) groups.push(groupByBatch((perCk[c].batch as Int32Column).values, okPer[c]));
+      for (let c = 0; c < C; c++) groups.push(groupByBatch((perCk[c].batch as Int32Column).values, unpackBits(okPer[c], n)));
     }
 
     const values: Record<string, Float32Array> = {};
@@ -292,6 +328,7 @@ export function readPoolUnit(spec: PoolSpec, u: number, unitPath: string, req: U
         const votes = new Float64Array(n);
         for (let c = 0; c < C; c++) addVotes(raw[c], groups[c], spec.tau, votes);
         const out = new Float32Array(n);
+        const ok = okOf();
         for (let i = 0; i < n; i++) out[i] = ok[i] ? votes[i] / C : NaN;
         values[name] = out;
         continue;
@@ -310,13 +347,19 @@ export function readPoolUnit(spec: PoolSpec, u: number, unitPath: string, req: U
         values[name] = raw[0];
       } else {
         const out = inputs === raw ? new Float32Array(n) : inputs[0];
-        combine(how, inputs, ok, out);
+        combine(how, inputs, okOf(), out);
         values[name] = out;
       }
     }
     const identity: Partial<Record<IdentityColumn, Column>> = {};
     for (const id of req.identity ?? []) identity[id] = perCk[0][id];
-    return { unit: u, path: unitPath, n, ok, okBits, okCount, values, identity, statusCounts, statusMismatch: mismatch, metadata: readers[0].metadata };
+    const metadata = readers[0].metadata;
+    return {
+      unit: u, path: unitPath, n, okBits, okCount, values, identity, statusCounts, statusMismatch: mismatch, metadata,
+      get ok() {
+        return okOf();
+      },
+    };
   } finally {
     for (const r of readers) r.close();
   }

@@ -21,9 +21,45 @@ export interface BitsContext {
   rank(e: Extract<Expr, { kind: 'rank' }>): RankCut;
   /** Whether tied row i is kept by rank rule e (its (uid, shard, row) is at or before the cut). */
   tieKeep(e: Extract<Expr, { kind: 'rank' }>, i: number): boolean;
+  /** Results already computed for some nodes (never modified by the evaluation). */
+  known?: Map<Expr, Int32Array>;
+}
+
+/** A "column op constant" node in a rule, with the operator as seen from the column's side. */
+export interface SimpleComparison {
+  expr: Extract<Expr, { kind: 'cmp' }>;
+  column: string;
+  op: string;
+  constant: Operand;
+}
+
+const MIRROR: Record<string, string> = { '>=': '<=', '>': '<', '<=': '>=', '<': '>', '==': '==', '!=': '!=' };
+
+/** The first "column op constant" node of each column, over the rules in order. */
+export function simpleComparisons(rules: readonly Expr[]): Map<string, SimpleComparison> {
+  const out = new Map<string, SimpleComparison>();
+  const visit = (e: Expr) => {
+    switch (e.kind) {
+      case 'cmp': {
+        const { left, right } = e;
+        if (left.kind === 'col' && right.kind !== 'col' && !out.has(left.column)) out.set(left.column, { expr: e, column: left.column, op: e.op, constant: right });
+        else if (right.kind === 'col' && left.kind !== 'col' && !out.has(right.column)) out.set(right.column, { expr: e, column: right.column, op: MIRROR[e.op], constant: left });
+        return;
+      }
+      case 'not':
+        return visit(e.arg);
+      case 'and':
+      case 'or':
+        for (const a of e.args) visit(a);
+    }
+  };
+  for (const r of rules) visit(r);
+  return out;
 }
 
 export function evaluateBits(e: Expr, ctx: BitsContext): Int32Array {
+  const known = ctx.known?.get(e);
+  if (known !== undefined) return known;
   const n = ctx.n;
   const out = new Int32Array(wordsFor(n));
   switch (e.kind) {
