@@ -27,6 +27,7 @@ export async function scoreFileState(path: string, argsHash: string, info?: Shar
   if (m[META.argsHash] !== argsHash || m[META.rows] !== String(meta.length)) return 'stale';
   if (info?.size !== undefined && m[META.inputSize] !== '' && m[META.inputSize] !== String(info.size)) return 'stale';
   if (info?.etag !== undefined && m[META.inputEtag] !== '' && m[META.inputEtag] !== info.etag) return 'stale';
+  if (info?.mtimeMs !== undefined && (m[META.inputMtime] ?? '') !== '' && m[META.inputMtime] !== String(info.mtimeMs)) return 'stale';
   return m[META.shardStatus] === 'ok' ? 'done' : 'failed';
 }
 

@@ -157,6 +157,7 @@ async function writeShardFiles(
     [META.fillPolicy]: DEFAULTS.score.fillPolicy,
     [META.inputSize]: info.size === undefined ? '' : String(info.size),
     [META.inputEtag]: info.etag ?? '',
+    [META.inputMtime]: info.mtimeMs === undefined ? '' : String(info.mtimeMs),
     [META.shardStatus]: shardError ? 'failed' : 'ok',
     ...(shardError ? { [META.shardError]: shardError } : {}),
   };

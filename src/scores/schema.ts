@@ -62,6 +62,8 @@ export const META = {
   rows: 'mimic.rows',
   inputSize: 'mimic.input_size',
   inputEtag: 'mimic.input_etag',
+  /** A local shard's modification time (ms): a shard rewritten with the same size is not taken as scored. */
+  inputMtime: 'mimic.input_mtime',
   argsHash: 'mimic.args_hash',
   fillPolicy: 'mimic.fill_policy',
   shardStatus: 'mimic.shard_status',

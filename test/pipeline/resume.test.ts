@@ -5,7 +5,7 @@
  * as it reads, reported failed (exit 1) and retried by the next run.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyFileSync, existsSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { scorePool, type ScoreOptions } from '../../src/pipeline/index.js';
 import { buildTar, tempDir, writeBytes } from '../helpers/shards.js';
@@ -96,6 +96,27 @@ describe('resume', () => {
     } finally {
       await writePoolShard(2, 8);
     }
+  });
+
+  it('redoes a shard rewritten with the same size (its modification time changed)', async () => {
+    const out = t.path('c');
+    const r0 = mimic(cliArgs(out));
+    expect(r0.status, r0.stderr).toBe(0);
+    const before = scoreFileHashes(out);
+    const shard = t.path('pool/shard-1.tar');
+    const size = statSync(shard).size;
+    // Same bytes, same size, a new mtime: the input may have been regenerated, so it is scored again.
+    writeFileSync(shard, readFileSync(shard));
+    utimesSync(shard, new Date(), new Date(Date.now() + 5000));
+    expect(statSync(shard).size).toBe(size);
+    const r = mimic(cliArgs(out));
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/scored 1 shard\(s\) of 4 \(worker 0 of 1; 3 already done\)/);
+    const after = scoreFileHashes(out);
+    expect(after['p/shard-1.tar.arrow']).not.toBe(before['p/shard-1.tar.arrow']);
+    const { 'p/shard-1.tar.arrow': _a, ...restAfter } = after;
+    const { 'p/shard-1.tar.arrow': _b, ...restBefore } = before;
+    expect(restAfter).toEqual(restBefore);
   });
 
   it('keeps a manifest per worker with every shard, its rows and statuses', () => {
