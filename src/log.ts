@@ -34,3 +34,31 @@ export async function createCliLogger(opts: {
   });
   return pino({ level: opts.level }, stream);
 }
+
+/** A log record travelling from a worker thread to the thread that owns the real logger. */
+export interface RelayedLog {
+  type: 'log';
+  record: Record<string, unknown>;
+}
+
+/**
+ * In a worker thread: log through the parent thread's logger, so that --log-level, --log-format and the progress
+ * line apply to every thread's messages alike. Records travel as `{ type: 'log' }` messages on the thread's port.
+ */
+export function relayLogsTo(port: { postMessage(m: RelayedLog): void }, level: string): void {
+  setLogger(pino({ level, base: undefined, timestamp: false }, {
+    write(line: string) {
+      port.postMessage({ type: 'log', record: JSON.parse(line) as Record<string, unknown> });
+    },
+  }));
+}
+
+/** In the parent: log a relayed record with this thread's logger. Returns whether the message was one. */
+export function logRelayed(m: unknown): boolean {
+  if (typeof m !== 'object' || m === null || (m as { type?: unknown }).type !== 'log') return false;
+  const { level, msg, ...rest } = (m as RelayedLog).record;
+  const label = pino.levels.labels[level as number] as 'info' | undefined;
+  const logger = log();
+  (logger[label ?? 'info'] ?? logger.info).call(logger, rest, typeof msg === 'string' ? msg : '');
+  return true;
+}

@@ -46,8 +46,6 @@ Exit status: 0 done, 2 bad arguments, missing emoji packages or an --out folder 
       // The demo talks through its own lines; the pipeline's info logs would drown them unless asked for.
       if (cmd.getOptionValueSourceWithGlobals('logLevel') === 'default' && !process.env.MIMIC_LOG_LEVEL) {
         log().level = 'warn';
-        // The inference thread builds its own logger from this variable.
-        process.env.MIMIC_LOG_LEVEL = 'warn';
       }
       const say = (line: string) => {
         cctx.progress.clear();

@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { MimicError } from '../errors.js';
-import { parseDevice } from './session.js';
+import { parseDevice, resolveDevice } from './session.js';
 
 const run = promisify(execFile);
 
@@ -31,7 +31,7 @@ export async function countGpus(env: NodeJS.ProcessEnv = process.env): Promise<n
   }
 }
 
-/** The device of each inference thread, in order. Throws E_USAGE for malformed lists, E_DEVICE for `cuda:all` without GPUs. */
+/** The device of each inference thread, in order (`auto` resolved to `cpu` or `cuda:N`). Throws E_USAGE for malformed lists, E_DEVICE for `cuda:all` without GPUs. */
 export async function expandDevices(spec: string, perDevice = 1, env: NodeJS.ProcessEnv = process.env): Promise<string[]> {
   if (!Number.isInteger(perDevice) || perDevice < 1) throw new MimicError('E_USAGE', `inference threads per device must be a positive integer, got ${perDevice}`);
   const s = spec.trim().toLowerCase();
@@ -52,8 +52,11 @@ export async function expandDevices(spec: string, perDevice = 1, env: NodeJS.Pro
     }
     if (new Set(ids.map(Number)).size !== ids.length) throw new MimicError('E_USAGE', `device list "${spec}" names a GPU twice`, { hint: 'for several threads on one GPU use --inference-workers' });
     devices = ids.map((x) => `cuda:${Number(x)}`);
+  } else if (parseDevice(s).kind === 'auto') {
+    // Decided once, here, so that every thread uses the same provider and the choice is logged once.
+    const r = await resolveDevice(s);
+    devices = [r.provider === 'cuda' ? `cuda:${r.deviceId ?? 0}` : 'cpu'];
   } else {
-    parseDevice(s); // validates; throws E_USAGE naming the device
     devices = [s];
   }
   return devices.flatMap((d) => Array.from({ length: perDevice }, () => d));

@@ -3,9 +3,8 @@
  * promises. `submit` waits while `maxInFlight` batches are queued, which is the pipeline's backpressure: when
  * the model is the bottleneck, reading and decoding pause instead of filling memory.
  */
-import { Worker } from 'node:worker_threads';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import type { Worker } from 'node:worker_threads';
+import { spawnThread } from './spawn-thread.js';
 import { MimicError, type ErrorCode } from '../errors.js';
 import type { BatchScores } from '../mimic/index.js';
 import type { BatchRequest, InferenceInit, SerializedError, WorkerMessage } from './inference-protocol.js';
@@ -22,12 +21,6 @@ function revive(e: SerializedError): Error {
   return err;
 }
 
-/** The compiled worker script; under a TypeScript test runner this module is the .ts source, so use dist/. */
-function workerScript(): URL {
-  const here = new URL('./inference-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(here))) return here;
-  return new URL('../../dist/pipeline/inference-worker.js', import.meta.url);
-}
 
 export class InferenceClient {
   private seq = 0;
@@ -62,7 +55,7 @@ export class InferenceClient {
   }
 
   static async start(init: InferenceInit, maxInFlight: number): Promise<InferenceClient> {
-    const worker = new Worker(workerScript(), { workerData: init });
+    const worker = spawnThread('inference-worker', init);
     let onMessage: (m: WorkerMessage) => void = () => undefined;
     let onError: (e: Error) => void = () => undefined;
     let onExit: (code: number) => void = () => undefined;

@@ -1,5 +1,6 @@
 /** Messages between the scoring loop and its inference thread (structured-clone friendly). */
 import type { BatchScores } from '../mimic/index.js';
+import type { RelayedLog } from '../log.js';
 
 export interface InferenceInit {
   checkpoints: { name: string; dir: string }[];
@@ -8,6 +9,8 @@ export interface InferenceInit {
   device: string;
   intraOpThreads: number;
   interOpThreads: number;
+  /** The parent's log level: the thread's records are relayed to the parent's logger. */
+  logLevel?: string;
   /** Pixel format of the batches (uint8: the image encoders get the in-graph normalisation). Default float32. */
   pixels?: 'float32' | 'uint8';
   /** Encoder build: fp32, or the bundles' fp16 variants. Default fp32. */
@@ -41,6 +44,7 @@ export interface SerializedError {
 }
 
 export type WorkerMessage =
+  | RelayedLog
   | { type: 'ready'; provider: string; deviceId?: number }
   | { type: 'fatal'; error: SerializedError }
   | { type: 'result'; seq: number; scores: Record<string, BatchScores>; refClipSim: Float32Array | null; busyMs: number }

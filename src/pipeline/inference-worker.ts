@@ -4,6 +4,7 @@
  * is run through every checkpoint's encoders and gradient graph (and the reference's encoders for its CLIP score).
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { relayLogsTo } from '../log.js';
 import { DEFAULTS } from '../defaults.js';
 import { isMimicError } from '../errors.js';
 import { GradSession, exportGradGraph, type BatchScores } from '../mimic/index.js';
@@ -34,6 +35,7 @@ function post(m: WorkerMessage, transfer: ArrayBuffer[] = []): void {
 }
 
 async function start(init: InferenceInit): Promise<void> {
+  relayLogsTo(parentPort!, init.logLevel ?? 'info');
   const session = {
     device: init.device, intraOpThreads: init.intraOpThreads, interOpThreads: init.interOpThreads,
     pixels: init.pixels ?? 'float32', precision: init.precision ?? 'fp32',

@@ -4,18 +4,12 @@
  * same turn of the event loop travel together (one message per thread per turn), round robin over the threads;
  * the loop's ordered map keeps the shard order whatever finishes first.
  */
-import { Worker } from 'node:worker_threads';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import type { Worker } from 'node:worker_threads';
+import { spawnThread } from './spawn-thread.js';
 import type { Sample } from '../wds/index.js';
 import type { PrepInit, PrepItem, PrepWorkerMessage } from './prep-protocol.js';
 import type { PreparedSample } from './sample-prep.js';
 
-function workerScript(): URL {
-  const here = new URL('./prep-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(here))) return here;
-  return new URL('../../dist/pipeline/prep-worker.js', import.meta.url);
-}
 
 interface Pending {
   resolve: (s: PreparedSample) => void;
@@ -62,7 +56,7 @@ export class PrepPool {
 
   /** Starts `n` threads; each loads its own tokenizer before the pool is returned. */
   static async start(n: number, init: PrepInit): Promise<PrepPool> {
-    const workers = Array.from({ length: n }, () => new Worker(workerScript(), { workerData: init }));
+    const workers = Array.from({ length: n }, () => spawnThread('prep-worker', init));
     try {
       await Promise.all(workers.map((w) => new Promise<void>((resolve, reject) => {
         const onMessage = (m: PrepWorkerMessage) => {

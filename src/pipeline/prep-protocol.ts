@@ -1,6 +1,7 @@
 /** Messages between the scoring loop and its sample-preparation threads (structured-clone friendly). */
 import type { DecodeOptions, ImageSpec } from '../image/index.js';
 import type { PreparedSample } from './sample-prep.js';
+import type { RelayedLog } from '../log.js';
 
 export interface PrepInit {
   imageKeys: readonly string[];
@@ -13,6 +14,8 @@ export interface PrepInit {
   contextLength: number;
   padId: number;
   sourceSize?: { width: number; height: number };
+  /** The parent's log level: the thread's records are relayed to the parent's logger. */
+  logLevel?: string;
 }
 
 /** The parts of a sample that preparation reads; its member bytes are copied (the tar reader's buffers stay). */
@@ -28,6 +31,7 @@ export interface PrepItem {
 export type PrepParentMessage = { type: 'items'; items: PrepItem[] } | { type: 'close' };
 
 export type PrepWorkerMessage =
+  | RelayedLog
   | { type: 'ready' }
   | { type: 'fatal'; message: string; stack?: string }
   | { type: 'done'; results: { id: number; sample?: PreparedSample; error?: { message: string; stack?: string } }[] };

@@ -5,6 +5,7 @@
  * Each item is prepared by the same prepareSample as on the main thread, so the results are identical.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { relayLogsTo } from '../log.js';
 import { configureSharp } from '../image/index.js';
 import { loadClipTokenizer } from '../text/tokenizer.js';
 import type { Sample } from '../wds/index.js';
@@ -16,6 +17,7 @@ function post(m: PrepWorkerMessage, transfer: ArrayBuffer[] = []): void {
 }
 
 async function start(init: PrepInit): Promise<void> {
+  relayLogsTo(parentPort!, init.logLevel ?? 'info');
   configureSharp();
   const ctx: PrepContext = {
     imageKeys: init.imageKeys,

@@ -24,7 +24,7 @@ import { VERSION } from '../version.js';
 import { DEFAULTS } from '../defaults.js';
 import { InferencePool } from './inference-pool.js';
 import { PrepPool } from './prep-pool.js';
-import { expandDevices, parseDevice, resolveDevice } from '../model/index.js';
+import { expandDevices, parseDevice } from '../model/index.js';
 import { availableParallelism } from 'node:os';
 import { resolveScoreOptions, type ScoreOptions, type ScoreProgress } from './options.js';
 import { planRun, scoreFilePath, type PlannedShard, type RunPlan } from './plan.js';
@@ -134,7 +134,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   };
   const devices = await expandDevices(o.device, o.inferenceWorkers);
   // The graph resize takes uint8 frames: a source size makes 'auto' uint8 (and float32 was refused earlier).
-  const pixels = o.sourceSize ? 'uint8' : await pixelFormatFor(o.pixels, devices[0]!);
+  const pixels = o.sourceSize ? 'uint8' : pixelFormatFor(o.pixels, devices[0]!);
   // Threads sharing the CPU share its cores (0 = every core, split between them).
   const cpuThreads = devices.filter((d) => d === 'cpu').length;
   const intraOp = o.intraOpThreads || (cpuThreads > 1 ? Math.max(1, Math.floor(availableParallelism() / cpuThreads)) : 0);
@@ -240,12 +240,10 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   return summary;
 }
 
-/** uint8 or float32 batches: 'auto' is uint8 on CUDA and DEFAULTS.score.cpuPixels on the CPU. */
-async function pixelFormatFor(pixels: 'auto' | 'uint8' | 'float32', device: string): Promise<'uint8' | 'float32'> {
+/** uint8 or float32 batches on a resolved device: 'auto' is uint8 on CUDA and DEFAULTS.score.cpuPixels on the CPU. */
+function pixelFormatFor(pixels: 'auto' | 'uint8' | 'float32', device: string): 'uint8' | 'float32' {
   if (pixels !== 'auto') return pixels;
-  const kind = parseDevice(device).kind;
-  const provider = kind === 'cpu' ? 'cpu' : kind === 'cuda' ? 'cuda' : (await resolveDevice(device)).provider;
-  return provider === 'cuda' ? 'uint8' : DEFAULTS.score.cpuPixels;
+  return parseDevice(device).kind === 'cuda' ? 'uint8' : DEFAULTS.score.cpuPixels;
 }
 
 /** The manifest record of a shard found done: rows and statuses from its first checkpoint's score file. */

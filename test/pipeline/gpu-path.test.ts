@@ -171,6 +171,8 @@ describe('device lists', () => {
   it('expands GPU lists, cuda:all and per-device threads; refuses malformed lists', async () => {
     expect(await expandDevices('cpu')).toEqual(['cpu']);
     expect(await expandDevices('cpu', 2)).toEqual(['cpu', 'cpu']);
+    // auto is decided once (no CUDA EP libraries on the test machines: the CPU) for every thread.
+    expect(await expandDevices('auto', 2)).toEqual(['cpu', 'cpu']);
     expect(await expandDevices('cuda:0,1')).toEqual(['cuda:0', 'cuda:1']);
     expect(await expandDevices('cuda:0,cuda:2', 2)).toEqual(['cuda:0', 'cuda:0', 'cuda:2', 'cuda:2']);
     expect(await expandDevices('cuda:all', 1, { CUDA_VISIBLE_DEVICES: '3,5' })).toEqual(['cuda:0', 'cuda:1']);
