@@ -10,5 +10,8 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 300_000,
+    // The library logs every scored shard at info; tests that check logs install their own logger or pass
+    // --log-level. Children spawned by tests inherit this too.
+    env: { MIMIC_LOG_LEVEL: 'warn' },
   },
 });

@@ -6,6 +6,7 @@ import { checkBundles, formatCheckReport } from '../model/check.js';
 import { poolFeatureAgreement } from '../model/pool-features.js';
 import type { Bundle } from '../model/bundle.js';
 import { action, type CliContext } from './action.js';
+import { checkInt } from './parse.js';
 
 interface CheckFlags {
   proxy: string;
@@ -17,13 +18,6 @@ interface CheckFlags {
   verify: boolean;
   json?: boolean;
   allowPipe?: boolean;
-}
-
-function positive(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new MimicError('E_USAGE', `${name} must be a positive integer, got "${v}"`);
-  return n;
 }
 
 export function register(program: Command, ctx: CliContext): void {
@@ -45,9 +39,9 @@ export function register(program: Command, ctx: CliContext): void {
       'was found (a bundle that does not reproduce its model, or a pair that is unrelated, weakly related or identical), ' +
       '2 for errors.')
     .action(action(ctx, async (cctx, shards: string[], flags: CheckFlags) => {
-      const samples = positive('--samples', flags.samples)!;
-      const batchSize = positive('--batch-size', flags.batchSize)!;
-      const intraOpThreads = positive('--threads', flags.threads);
+      const samples = checkInt('--samples', flags.samples, 1);
+      const batchSize = checkInt('--batch-size', flags.batchSize, 1);
+      const intraOpThreads = flags.threads === undefined ? undefined : checkInt('--threads', flags.threads, 1);
       if (shards.length && !flags.reference) {
         throw new MimicError('E_USAGE', 'comparing features on shards needs --reference too');
       }

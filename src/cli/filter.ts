@@ -12,6 +12,7 @@ import { buildDataCompColumns } from '../filter/datacomp-columns.js';
 import type { SideStore } from '../filter/side-store.js';
 import { shortCount } from './progress.js';
 import { action, type CliContext } from './action.js';
+import { checkChoice, checkNumber } from './parse.js';
 
 interface FilterFlags {
   keep: string[];
@@ -41,19 +42,6 @@ interface FilterFlags {
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
-
-function oneOf<T extends string>(flag: string, v: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(v)) {
-    throw new MimicError('E_USAGE', `${flag} must be one of ${allowed.join(', ')}, got "${v}"`);
-  }
-  return v as T;
-}
-
-function number(flag: string, v: string, check: (n: number) => boolean, what: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || !check(n)) throw new MimicError('E_USAGE', `${flag} must be ${what}, got "${v}"`);
-  return n;
-}
 
 const FILTER_COLUMNS = /\b(basic|english|english_prob|text_match)\b/;
 
@@ -97,16 +85,16 @@ clip_l14, basic, english, english_prob, text_match.
 Paper combinations: --keep "clip_score >= p70" --drop "mimic_visual < p20";  --keep "mimic_visual >= p70".
 Exit status: 0 done, 2 bad rules or inputs.`)
     .action(action(ctx, async (cctx, runs: string[], f: FilterFlags) => {
-      const aggregate = oneOf('--aggregate', f.aggregate, ['mean', 'median', 'min', 'max', 'vote'] as const);
-      const normalize = oneOf('--normalize', f.normalize, ['none', 'rank', 'softmax'] as const);
-      const tau = number('--tau', f.tau, (n) => n > 0, 'a positive number');
-      const sortMemoryBytes = Math.floor(number('--sort-memory', f.sortMemory, (n) => n > 0, 'a positive number of MiB') * 1024 * 1024);
-      const workers = f.workers === undefined ? undefined : number('--workers', f.workers, (n) => Number.isInteger(n) && n >= 1, 'a whole number ≥ 1');
-      const clipScore = f.clipScore === undefined ? undefined : oneOf('--clip-score', f.clipScore, ['ref', 'b32', 'l14'] as const);
+      const aggregate = checkChoice('--aggregate', f.aggregate, ['mean', 'median', 'min', 'max', 'vote'] as const);
+      const normalize = checkChoice('--normalize', f.normalize, ['none', 'rank', 'softmax'] as const);
+      const tau = checkNumber('--tau', f.tau, (n) => n > 0, 'a positive number');
+      const sortMemoryBytes = Math.floor(checkNumber('--sort-memory', f.sortMemory, (n) => n > 0, 'a positive number of MiB') * 1024 * 1024);
+      const workers = f.workers === undefined ? undefined : checkNumber('--workers', f.workers, (n) => Number.isInteger(n) && n >= 1, 'a whole number ≥ 1');
+      const clipScore = f.clipScore === undefined ? undefined : checkChoice('--clip-score', f.clipScore, ['ref', 'b32', 'l14'] as const);
       let topK: { n: number; by: string } | undefined;
       if (f.topK !== undefined || f.by !== undefined) {
         if (f.topK === undefined || f.by === undefined) throw new MimicError('E_USAGE', '--top-k and --by go together', { hint: 'e.g. --top-k 1000000 --by mimic_visual' });
-        topK = { n: number('--top-k', f.topK, (n) => Number.isSafeInteger(n) && n >= 0, 'a whole number'), by: f.by };
+        topK = { n: checkNumber('--top-k', f.topK, (n) => Number.isSafeInteger(n) && n >= 0, 'a whole number'), by: f.by };
       }
       const outputs = { npy: f.npy, uids: f.uids, keys: f.keys, table: f.table, summary: f.summary };
       if (f.out !== undefined) {

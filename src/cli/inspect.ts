@@ -8,10 +8,10 @@ import {
   formatInspectReport,
   inspectShards,
   isClean,
-  sizesMap,
-  writeFileAtomic,
+  writeSizesFile,
 } from '../wds/index.js';
 import { action, type CliContext } from './action.js';
+import { checkInt } from './parse.js';
 import { shortCount } from './progress.js';
 
 interface InspectFlags {
@@ -40,10 +40,7 @@ export function register(program: Command, ctx: CliContext): void {
 }
 
 async function run(ctx: CliContext, specs: string[], flags: InspectFlags): Promise<number> {
-  const maxProblemSamples = Number(flags.problems);
-  if (!Number.isInteger(maxProblemSamples) || maxProblemSamples < 0) {
-    throw new MimicError('E_USAGE', `--problems must be a whole number, not "${flags.problems}"`);
-  }
+  const maxProblemSamples = checkInt('--problems', flags.problems);
   const urls = await expandShardSpecs(specs, { allowPipe: flags.allowPipe });
   if (flags.sizes) {
     const clashes = basenameCollisions(urls);
@@ -65,10 +62,10 @@ async function run(ctx: CliContext, specs: string[], flags: InspectFlags): Promi
   ctx.progress.done();
   process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + '\n' : formatInspectReport(report));
   if (flags.sizes) {
-    await writeFileAtomic(flags.sizes, JSON.stringify(sizesMap(report), null, 2) + '\n');
+    const listed = await writeSizesFile(flags.sizes, report);
     const left = report.total.failedShards;
     log().info(
-      { file: flags.sizes, shards: report.shards.length - left },
+      { file: flags.sizes, shards: listed },
       left > 0 ? `wrote sizes (${left} failed shard(s) left out)` : 'wrote sizes',
     );
   }

@@ -1,10 +1,11 @@
 /** `mimic stats RUN... [--report DIR]`: quantiles per score column; histograms and mimic/CLIP correlation. */
 import type { Command } from 'commander';
 import { DEFAULTS } from '../defaults.js';
-import { EXIT, MimicError } from '../errors.js';
+import { EXIT } from '../errors.js';
 import { poolStats } from '../filter/stats.js';
 import { formatStatsTable, writeReport } from '../filter/report.js';
 import { action, type CliContext } from './action.js';
+import { checkChoice, checkNumber } from './parse.js';
 
 interface StatsFlags {
   report?: string;
@@ -13,11 +14,6 @@ interface StatsFlags {
   normalize: string;
   bins: string;
   json?: boolean;
-}
-
-function oneOf<T extends string>(flag: string, v: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(v)) throw new MimicError('E_USAGE', `${flag} must be one of ${allowed.join(', ')}, got "${v}"`);
-  return v as T;
 }
 
 export function register(program: Command, ctx: CliContext): void {
@@ -32,12 +28,10 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--bins <n>', 'histogram bins', String(DEFAULTS.filter.reportBins))
     .option('--json', 'print the statistics as JSON')
     .action(action(ctx, async (cctx, runs: string[], f: StatsFlags) => {
-      const aggregate = oneOf('--aggregate', f.aggregate, ['mean', 'median', 'min', 'max', 'vote'] as const);
-      const normalize = oneOf('--normalize', f.normalize, ['none', 'rank', 'softmax'] as const);
-      const tau = Number(f.tau);
-      if (!(tau > 0 && Number.isFinite(tau))) throw new MimicError('E_USAGE', `--tau must be a positive number, got "${f.tau}"`);
-      const bins = Number(f.bins);
-      if (!Number.isSafeInteger(bins) || bins < 2 || bins > 1000) throw new MimicError('E_USAGE', `--bins must be a whole number in 2..1000, got "${f.bins}"`);
+      const aggregate = checkChoice('--aggregate', f.aggregate, ['mean', 'median', 'min', 'max', 'vote'] as const);
+      const normalize = checkChoice('--normalize', f.normalize, ['none', 'rank', 'softmax'] as const);
+      const tau = checkNumber('--tau', f.tau, (n) => n > 0, 'a positive number');
+      const bins = checkNumber('--bins', f.bins, (n) => Number.isSafeInteger(n) && n >= 2 && n <= 1000, 'a whole number in 2..1000');
       const st = await poolStats({
         runs, aggregate, normalize, tau, bins, report: f.report !== undefined,
         onProgress: (pass, u, n) => cctx.progress.update(`stats: ${pass} ${u + 1}/${n} files`),

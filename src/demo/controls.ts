@@ -5,7 +5,6 @@
  * Written as a bundle folder (the reference's encoders and vocabulary, linked or copied, plus the control heads),
  * it is scored by `mimic score` / scorePool() like any reference, so the controls need no scorer of their own.
  */
-import { randomBytes } from 'node:crypto';
 import { copyFile, link, mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MimicError, errorMessage } from '../errors.js';
@@ -13,7 +12,7 @@ import { HEADS_FILE, MANIFEST_FILE, TEXTUAL_FILE, VISUAL_FILE, loadBundle, type 
 import { assertCompatible } from '../model/lineage.js';
 import type { BundleManifest } from '../model/manifest.js';
 import { writeSafetensors } from '../model/safetensors.js';
-import { writeFileAtomic } from '../wds/write-file-atomic.js';
+import { tempPathFor, writeFileAtomic } from '../atomic-file.js';
 import { rngFor } from './random.js';
 
 export type ControlKind = 'neg_w' | 'random';
@@ -123,7 +122,7 @@ export async function writeControlBundle(o: ControlBundleOptions): Promise<Bundl
 async function linkOrCopy(from: string, to: string): Promise<void> {
   const [a, b] = await Promise.all([stat(from), stat(to).catch(() => undefined)]);
   if (b && a.dev === b.dev && a.ino === b.ino) return;
-  const temp = `${to}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const temp = tempPathFor(to);
   try {
     try {
       await link(from, temp);

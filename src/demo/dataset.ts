@@ -16,7 +16,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MimicError } from '../errors.js';
 import { ShardWriter } from '../wds/shard-writer.js';
-import { writeFileAtomic } from '../wds/write-file-atomic.js';
+import { writeFileAtomic } from '../atomic-file.js';
 import { captionCorpus, captionWords, cleanCaption, corruptCaption } from './captions.js';
 import { EMOJI_STYLES, loadEmojiCatalog, type EmojiEntry, type EmojiStyle } from './catalog.js';
 import { renderEmoji, type DemoImageFormat } from './images.js';

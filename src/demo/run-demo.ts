@@ -18,7 +18,7 @@ import { loadBundle, type Bundle } from '../model/bundle.js';
 import { checkPair, type PairCheck } from '../model/lineage.js';
 import { scorePool, type ScoreOptions, type ScoreProgress, type ScoreSummary } from '../pipeline/index.js';
 import { VERSION } from '../version.js';
-import { writeFileAtomic } from '../wds/write-file-atomic.js';
+import { writeFileAtomic } from '../atomic-file.js';
 import { CONTROL_DESCRIPTION, CONTROL_KINDS, writeControlBundle, type ControlKind } from './controls.js';
 import { DEMO_DATASET_DEFAULTS, TRUTH_FILE, buildDemoDataset, readDemoTruth, type DemoTruth } from './dataset.js';
 import { evaluateDemo, type DemoEvaluation } from './evaluate.js';

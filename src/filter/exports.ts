@@ -8,7 +8,7 @@ import { RecordBatchFileWriter } from 'apache-arrow';
 import { AsyncByteQueue } from 'apache-arrow/io/stream';
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer';
 import { MimicError } from '../errors.js';
-import { AtomicFile } from '../scores/atomic-file.js';
+import { AtomicFile } from '../atomic-file.js';
 import { NumericBuilder, Utf8Builder, utf8At, utf8BytesAt, type Column, type Utf8Column } from '../scores/columns.js';
 import type { ColumnSpec, ColumnType } from '../scores/schema.js';
 import { columnsToArrow } from '../scores/writer.js';

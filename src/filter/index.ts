@@ -3,7 +3,6 @@ export { ScoreTableBuilder, ScoreTable, writeScoreFile, encodeScoreFile, columns
 export { readScoreFile, readScoreFileSync, readScoreMeta, ScoreFileReader, type ScoreFileData, type ScoreFileMeta, type ReadOptions } from '../scores/reader.js';
 export { listScoreRuns, type ScoreRuns, type CheckpointRun } from '../scores/runs.js';
 export { utf8At, utf8Values, isValid, type Column, type Utf8Column, type Float32Column, type Int32Column, type Uint32Column } from '../scores/columns.js';
-export { AtomicFile, writeFileAtomicSync } from '../scores/atomic-file.js';
 export { runFilter, type FilterOptions, type FilterSummary, type FilterProgress } from './select.js';
 export { Pool as ScorePool, type PoolOptions as ScorePoolOptions, type UnitData, type UnitRequest } from './pool.js';
 export type { Aggregate, Normalize } from './aggregate.js';

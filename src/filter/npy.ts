@@ -3,7 +3,7 @@
  * `divmod(int(uid, 16), 2**64)` and the array sorted (the resharder binary-searches it). A uid is held as four
  * uint32 words, most significant first, so that sorting the words sorts the 128-bit numbers.
  */
-import { AtomicFile } from '../scores/atomic-file.js';
+import { AtomicFile } from '../atomic-file.js';
 import type { ExternalSorter } from './extsort.js';
 
 const HEX = new Int8Array(128).fill(-1);

@@ -5,7 +5,7 @@
  */
 import sharp from 'sharp';
 import { join } from 'node:path';
-import { writeFileAtomicSync } from '../scores/atomic-file.js';
+import { writeFileAtomicSync } from '../atomic-file.js';
 import { PLOT, type ColumnStats, type Correlation, type PoolStats } from './stats.js';
 
 const W = PLOT.width;

@@ -24,7 +24,7 @@
 import { availableParallelism } from 'node:os';
 import { MimicError } from '../errors.js';
 import { FLOAT_COLUMNS } from '../scores/schema.js';
-import { writeFileAtomicSync } from '../scores/atomic-file.js';
+import { writeFileAtomicSync } from '../atomic-file.js';
 import { Pool, type IdentityColumn, type PoolOptions } from './pool.js';
 import { ColumnCatalog, type ClipScoreSource } from './catalog.js';
 import { collectNeeds, formatRule, parseRule, type Expr } from './expr.js';

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { MimicError, errorMessage } from '../errors.js';
 import type { Bundle, BundleHeads } from '../model/bundle.js';
-import { writeFileAtomic } from '../model/onnx/io.js';
+import { writeFileAtomicSync } from '../atomic-file.js';
 import { buildGradGraph, type GradGraphHeads, type GradGraphOptions } from './grad-graph.js';
 import { fuseBundleGraph, type FuseOptions } from './fused.js';
 
@@ -62,5 +62,5 @@ export function exportFusedModel(proxy: Pick<Bundle, 'paths' | 'heads' | 'manife
 
 /** Writes model bytes atomically (temporary file in the same folder, then rename). */
 export function writeModel(path: string, bytes: Uint8Array): void {
-  writeFileAtomic(path, bytes);
+  writeFileAtomicSync(path, bytes);
 }

@@ -6,7 +6,8 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { MimicError } from '../errors.js';
-import { inlineExternalData, parseModel, serializeModel, writeFileAtomic } from './onnx/index.js';
+import { inlineExternalData, parseModel, serializeModel } from './onnx/index.js';
+import { writeFileAtomicSync } from '../atomic-file.js';
 import { toFloat16 } from './onnx/float16.js';
 import { MANIFEST_FILE, TEXTUAL_FILE, VISUAL_FILE, loadBundle } from './bundle.js';
 
@@ -26,7 +27,7 @@ async function convertFile(src: string, dst: string, what: string): Promise<{ te
   const model = parseModel(bytes, src);
   inlineExternalData(model, dirname(src), what);
   const r = toFloat16(model, what);
-  writeFileAtomic(dst, serializeModel(r.model, `the fp16 ${what}`));
+  writeFileAtomicSync(dst, serializeModel(r.model, `the fp16 ${what}`));
   return { tensors: r.tensors, saturated: r.saturated };
 }
 
@@ -43,7 +44,7 @@ export async function addFloat16Variant(dir: string): Promise<Fp16VariantReport>
   const json = JSON.parse(await readFile(manifestPath, 'utf8')) as Record<string, unknown>;
   const variants = (json.variants ?? {}) as Record<string, unknown>;
   json.variants = { ...variants, fp16: { ...FP16_FILES } };
-  writeFileAtomic(manifestPath, new TextEncoder().encode(JSON.stringify(json, null, 2) + '\n'));
+  writeFileAtomicSync(manifestPath, JSON.stringify(json, null, 2) + '\n');
   try {
     await loadBundle(root, { hash: false });
   } catch (e) {

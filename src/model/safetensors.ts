@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { MimicError } from '../errors.js';
-import { writeFileAtomic } from '../wds/write-file-atomic.js';
+import { writeFileAtomic } from '../atomic-file.js';
 
 export type SafetensorsDtype = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 

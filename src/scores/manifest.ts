@@ -10,7 +10,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { MimicError } from '../errors.js';
 import { maybeCrash } from '../faults.js';
-import { writeFileAtomicSync } from './atomic-file.js';
+import { writeFileAtomicSync } from '../atomic-file.js';
 
 export const MANIFEST_DIR = '_manifests';
 export const RUN_FORMAT = 'mimic-run/1';

@@ -6,7 +6,7 @@
 import { Field, Float32, Int32, Schema, Struct, Table, RecordBatch, Uint32, Utf8, makeData, tableToIPC } from 'apache-arrow';
 import type { DataType } from 'apache-arrow';
 import { MimicError } from '../errors.js';
-import { AtomicFile } from './atomic-file.js';
+import { AtomicFile } from '../atomic-file.js';
 import { NumericBuilder, Utf8Builder, type Column } from './columns.js';
 import { FLOAT_COLUMNS, META, SCORE_COLUMNS, SCORE_FORMAT, type ColumnSpec, type ColumnType } from './schema.js';
 

@@ -22,6 +22,7 @@ export {
   inspectShards,
   isClean,
   sizesMap,
+  writeSizesFile,
   basenameCollisions,
   formatInspectReport,
   type InspectOptions,
@@ -30,5 +31,4 @@ export {
   type InspectTotals,
   type ProblemSample,
 } from './inspect.js';
-export { writeFileAtomic } from './write-file-atomic.js';
 export { sampleCaption, sampleJson, jsonUid, type CaptionResult, type JsonResult } from './sample-fields.js';

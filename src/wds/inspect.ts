@@ -7,6 +7,7 @@ import { errorMessage, isMimicError } from '../errors.js';
 import { openShard } from './shard-reader.js';
 import { shardBasename, shardNames } from './shard-spec.js';
 import type { ShardInfo, ShardReadOptions } from './types.js';
+import { writeFileAtomic } from '../atomic-file.js';
 
 export interface ProblemSample {
   row: number;
@@ -191,6 +192,13 @@ export function sizesMap(report: InspectReport): Record<string, number> {
     out[shardBasename(r.shard)] = r.samples;
   }
   return out;
+}
+
+/** Write `sizesMap(report)` as OpenCLIP's sizes.json, atomically. Returns how many shards it lists. */
+export async function writeSizesFile(path: string, report: InspectReport): Promise<number> {
+  const sizes = sizesMap(report);
+  await writeFileAtomic(path, JSON.stringify(sizes, null, 2) + '\n');
+  return Object.keys(sizes).length;
 }
 
 /** Shards whose basenames collide, which a sizes.json cannot hold. */

@@ -11,7 +11,7 @@ import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MimicError, errorMessage } from '../errors.js';
 import { ShardWriter, type SampleFiles } from './shard-writer.js';
-import { writeFileAtomic } from './write-file-atomic.js';
+import { writeFileAtomic } from '../atomic-file.js';
 
 export const RESHARD_STATS_FORMAT = 'mimic-reshard-stats/1';
 

@@ -19,7 +19,7 @@ import { openShard } from './shard-reader.js';
 import { shardKind, shardNames } from './shard-spec.js';
 import type { SampleFiles } from './shard-writer.js';
 import type { Sample } from './types.js';
-import { writeFileAtomic } from './write-file-atomic.js';
+import { writeFileAtomic } from '../atomic-file.js';
 import {
   OutputShards,
   comparePositions,

@@ -7,7 +7,7 @@
  */
 import { closeSync, createWriteStream, fsyncSync, mkdirSync, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { tempPathFor } from '../atomic-file.js';
 import { createGzip, type Gzip } from 'node:zlib';
 import tarStream from 'tar-stream';
 import { MimicError, errorMessage } from '../errors.js';
@@ -37,7 +37,7 @@ export class ShardWriter {
 
   constructor(path: string, opts: ShardWriterOptions = {}) {
     this.path = path;
-    this.tempPath = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    this.tempPath = tempPathFor(path);
     let fd: number;
     try {
       mkdirSync(dirname(path), { recursive: true });

@@ -4,7 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildGradGraph } from '../../src/mimic/grad-graph.js';
-import { inlineExternalData, parseModel, readModelFile, serializeModel, writeFileAtomic } from '../../src/model/onnx/io.js';
+import { inlineExternalData, parseModel, readModelFile, serializeModel } from '../../src/model/onnx/io.js';
+import { writeFileAtomicSync } from '../../src/atomic-file.js';
 import { DataType, AttributeType, decodeModel, encodeModel, ModelTooLargeError, ProtoDecodeError, type ModelProto } from '../../src/model/onnx/proto.js';
 import { ProtoWriter, readFields } from '../../src/model/onnx/wire.js';
 import { randomInput } from '../mimic/helpers.js';
@@ -81,7 +82,7 @@ describe('ONNX messages against the onnx package', () => {
 
     // Written back (external reference kept), onnx parses it to an equal message.
     const back = join(dir, 'made-back.onnx');
-    writeFileAtomic(back, serializeModel(model));
+    writeFileAtomicSync(back, serializeModel(model));
     const eq = onnxTool('equal', path, back);
     expect(eq.status, eq.stderr).toBe(0);
 

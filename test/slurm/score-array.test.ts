@@ -54,7 +54,7 @@ describe('mimic score on a Slurm job array', () => {
     startS = (performance.now() - t0) / 1000;
     const reference = await tinyBundle({ seed: 1 });
     const proxy = await tinyBundle({ from: reference, perturb: 0.05, seed: 2 });
-    const demo = await buildDemoDataset({ out: t.path('demo'), limit: 40, samplesPerShard: 6, seed: 3 });
+    const demo = await buildDemoDataset({ out: t.path('demo'), limit: 40, referenceOnly: 0, writeReference: false, samplesPerShard: 6, seed: 3 });
     const shards = [...demo.poolShards].sort();
     expect(shards.length).toBeGreaterThanOrEqual(8);
     // Shard 4 belongs to worker 1 (4 mod 3). Its source sends the first few KB and then blocks until the test
@@ -73,7 +73,8 @@ describe('mimic score on a Slurm job array', () => {
   });
 
   it('scores the pool as an array, reruns only the failed workers (scancelled, killed), and matches a single-process run byte for byte', async () => {
-    const env = { ...cluster.env, MIMIC };
+    // The rerun's "scoring plan" log lines (info) are checked below.
+    const env = { ...cluster.env, MIMIC, MIMIC_LOG_LEVEL: 'info' };
     // Worker 2 owns shards 2 and 5: it dies right before its score file for shard 5 is renamed into place.
     const faultEnv = { ...env, MIMIC_FAULT: `before-rename:1:${shardNames[5]}.arrow` };
     const submitted = await sh(join(SLURM, 'submit.sh'), [

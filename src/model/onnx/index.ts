@@ -18,7 +18,7 @@ export {
   type TypeProto,
   type OpsetId,
 } from './proto.js';
-export { parseModel, readModelFile, serializeModel, writeFileAtomic, externalTensors, inlineExternalData } from './io.js';
+export { parseModel, readModelFile, serializeModel, externalTensors, inlineExternalData } from './io.js';
 export { renameValues, prefixNodeNames, mergeOpsets, defaultOpset, graphInputs, assertRenamable } from './merge.js';
 export { withUint8Input, type Uint8InputOptions } from './uint8-input.js';
 export { toFloat16, toHalfBits, fromHalfBits, FLOAT16_MAX, type Float16Result } from './float16.js';

@@ -1,5 +1,5 @@
 /**
- * ONNX files on disk: reading (with typed errors naming the file), resolving external data, and atomic writes.
+ * ONNX files on disk: reading (with typed errors naming the file) and resolving external data.
  */
 import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, writeSync, fstatSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
@@ -44,25 +44,6 @@ export function serializeModel(model: ModelProto, what = 'the model'): Uint8Arra
       });
     }
     throw e;
-  }
-}
-
-/** Writes bytes to `path` through a temporary file in the same folder, so readers never see half a model. */
-export function writeFileAtomic(path: string, bytes: Uint8Array): void {
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`);
-  try {
-    const fd = openSync(tmp, 'w');
-    try {
-      let at = 0;
-      while (at < bytes.length) at += writeSync(fd, bytes, at, Math.min(bytes.length - at, 1 << 30));
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw new MimicError('E_IO', `cannot write ${path}: ${errorMessage(e)}`, { file: path, cause: e });
   }
 }
 

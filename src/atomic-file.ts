@@ -4,10 +4,11 @@
  * abandoned write leaves at most a `*.tmp-<pid>-<random>` file, never a truncated final one.
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { MimicError, errorMessage } from '../errors.js';
-import { maybeCrash } from '../faults.js';
+import { MimicError, errorMessage } from './errors.js';
+import { maybeCrash } from './faults.js';
 
 /** The temporary name a file is written under before the rename: same folder, so rename is atomic. */
 export function tempPathFor(path: string): string {
@@ -134,5 +135,28 @@ export function writeFileAtomicSync(path: string, data: Uint8Array | string): vo
   } catch (e) {
     f.abort();
     throw e;
+  }
+}
+
+/** The same for code that must not block its thread (small outputs: sizes.json, stats, reports). */
+export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  const temp = tempPathFor(path);
+  try {
+    await mkdir(dirname(path), { recursive: true });
+    const fh = await open(temp, 'wx');
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(temp, path);
+  } catch (e) {
+    await rm(temp, { force: true });
+    throw new MimicError('E_IO', `cannot write ${path}: ${errorMessage(e)}`, {
+      file: path,
+      hint: 'check that the folder exists and is writable',
+      cause: e,
+    });
   }
 }
