@@ -16,6 +16,9 @@
 //
 // Usage: npm run bench:quality -- [--noise 0.1,0.2,0.3,0.5] [--seeds 0,1] [--proxy-steps 50,400]
 //        [--out scripts/bench-quality.results.md] [--work DIR] [--keep] [--reference-checkpoint PT] [--full-proxies] [--online]
+//        [--no-readme]
+// The AUROC and kept-noise tables also replace the block between README.md's bench:quality markers (unless
+// --no-readme), so the README shows what the benchmark last measured.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, renameSync } from 'node:fs';
 import os from 'node:os';
@@ -41,6 +44,7 @@ const { values } = parseArgs({
     'full-proxies': { type: 'boolean', default: false },
     online: { type: 'boolean', default: false },
     threads: { type: 'string', default: '1' },
+    'no-readme': { type: 'boolean', default: false },
   },
 });
 const noises = values.noise.split(',').map(Number);
@@ -203,6 +207,14 @@ const gitCommit = (() => {
   }
 })();
 const first = results[0];
+const aurocTable = [
+  ...header('score'),
+  ...scoreLabels.map((l) => `| ${l} | ${byNoise((r) => r.report.scores.find((s) => s.label === l).auroc).map((xs) => cell(xs)).join(' | ')} |`),
+];
+const keptTable = [
+  ...header('filter'),
+  ...filterLabels.map((l) => `| ${l} | ${byNoise((r) => r.report.filters.find((f) => f.label === l).keptNoiseRate).map((xs) => cell(xs, true)).join(' | ')} |`),
+];
 const lines = [
   `## Quality benchmark (emoji demo pools)`,
   '',
@@ -222,8 +234,7 @@ const lines = [
     `${Math.min(...results.map((r) => r.magnitudes.realMedian)).toFixed(2)} or more); its row measures how rounding noise ranks the pool. ` +
     'The random D of the same norm is the informative control.',
   '',
-  ...header('score'),
-  ...scoreLabels.map((l) => `| ${l} | ${byNoise((r) => r.report.scores.find((s) => s.label === l).auroc).map((xs) => cell(xs)).join(' | ')} |`),
+  ...aurocTable,
   '',
   '### AUROC by kind of noise, at 30% noise (swapped / corrupted vs clean)',
   '',
@@ -243,8 +254,7 @@ const lines = [
   '',
   '### Noise left in the kept set after each filter',
   '',
-  ...header('filter'),
-  ...filterLabels.map((l) => `| ${l} | ${byNoise((r) => r.report.filters.find((f) => f.label === l).keptNoiseRate).map((xs) => cell(xs, true)).join(' | ')} |`),
+  ...keptTable,
   '',
 ];
 if (full) {
@@ -273,4 +283,23 @@ const tmp = `${values.out}.tmp-${process.pid}`;
 writeFileSync(tmp, text);
 renameSync(tmp, values.out);
 log(`wrote ${values.out}`);
+if (!values['no-readme']) {
+  const readme = join(REPO, 'README.md');
+  const [start, end] = ['<!-- bench:quality:start -->', '<!-- bench:quality:end -->'];
+  const old = readFileSync(readme, 'utf8');
+  const a = old.indexOf(start);
+  const b = old.indexOf(end);
+  if (a < 0 || b < a) {
+    log(`README.md has no ${start} … ${end} block: not updated`);
+  } else {
+    const block = [start,
+      `AUROC of finding the bad pairs (0.5 = chance), mean ± sd over seeds ${seeds.join(', ')} (commit ${gitCommit}, ` +
+        `${new Date().toISOString().slice(0, 10)}; every table: \`scripts/bench-quality.results.md\`):`,
+      '', ...aurocTable, '', 'Noise left in the kept set after each filter:', '', ...keptTable, ''].join('\n');
+    const next = old.slice(0, a) + block + old.slice(b);
+    writeFileSync(`${readme}.tmp-${process.pid}`, next);
+    renameSync(`${readme}.tmp-${process.pid}`, readme);
+    log('updated README.md');
+  }
+}
 if (!values.keep && !values.work) rmSync(work, { recursive: true, force: true });

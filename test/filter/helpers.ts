@@ -7,19 +7,10 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ScoreTableBuilder, writeScoreFile } from '../../src/scores/writer.js';
 import { FLOAT_COLUMNS, META } from '../../src/scores/schema.js';
+import { rng32 as rng } from '../../src/filter/random.js';
 
-export function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    // xorshift32
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
-}
+/** The filter's own seeded generator (xorshift32). */
+export { rng };
 
 export interface PoolSpec {
   seed: number;

@@ -12,6 +12,7 @@ import { tableFromIPC } from 'apache-arrow';
 import sharp from 'sharp';
 import { tinyBundle } from '../helpers/bundles.js';
 import type { RawEntry } from '../helpers/shards.js';
+import { rng32 } from '../../src/filter/random.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/mimic', import.meta.url));
 export const FIXTURES = fileURLToPath(new URL('../../../shared/fixtures/wds/', import.meta.url));
@@ -26,17 +27,9 @@ export async function bundles(): Promise<{ reference: string; proxy: string; pro
   return { reference, proxy, proxy2 };
 }
 
-/** A seeded byte generator (xorshift32), so every generated image is reproducible. */
+/** A seeded byte generator (the filter's xorshift32, seed scrambled), so every generated image is reproducible. */
 export function rng(seed: number): () => number {
-  let s = (seed * 2654435761) >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
+  return rng32(seed * 2654435761);
 }
 
 /**
