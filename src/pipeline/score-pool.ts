@@ -7,6 +7,8 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { log } from '../log.js';
+import { MimicError, isMimicError } from '../errors.js';
+import { orderedMap } from './ordered-map.js';
 import { configureSharp, normalizeTableFor } from '../image/index.js';
 import { loadClipTokenizer } from '../text/tokenizer.js';
 import { shardBasename, shardKind, statShard, type ShardInfo } from '../wds/index.js';
@@ -87,8 +89,16 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
 
   const todo: { shard: PlannedShard; info: ShardInfo }[] = [];
   let alreadyDone = 0;
-  for (const shard of plan.mine) {
-    const info = await statShard(shard.url, { allowPipe: o.allowPipe });
+  const unreachable: MimicError[] = [];
+  // A remote shard costs a round trip to stat: a few at a time, in shard order.
+  const stats = orderedMap(arrayItems(plan.mine), STAT_CONCURRENCY, async (shard) => ({ shard, ...(await statOrFail(shard.url, o.allowPipe)) }));
+  for await (const { shard, info, error } of stats) {
+    if (error) {
+      unreachable.push(error);
+      // Without the source's size and date a complete score file cannot be checked against it; it is kept (the
+      // rerun cannot read the shard either), anything else is scored and recorded as failed by the scorer.
+      log().warn({ shard: shard.url, err: error.message }, 'cannot reach the shard');
+    }
     if (await isShardDone(plan, o.out, shard, info)) {
       alreadyDone++;
       // A launch killed between a shard's last rename and the next manifest write left no record of it.
@@ -96,6 +106,13 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     } else {
       todo.push({ shard, info });
     }
+  }
+  if (unreachable.length > 0 && unreachable.length === plan.mine.length && alreadyDone === 0) {
+    // Nothing this worker owns can be read: most likely a wrong path or URL, not a passing network failure.
+    throw new MimicError('E_SOURCE', `none of this worker's ${plan.mine.length} shard(s) can be read; the first: ${unreachable[0]!.message}`, {
+      ...(unreachable[0]!.file ? { file: unreachable[0]!.file } : {}),
+      hint: 'check the shard paths or URLs (brace patterns are expanded without checking that the files exist)',
+    });
   }
   const summary: ScoreSummary = {
     out: o.out,
@@ -238,6 +255,23 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   summary.samplesPerS = summary.samples / summary.wallS;
   summary.inferenceBusyS = inference.busyMs / 1000;
   return summary;
+}
+
+/** Shards stat'ed at once while planning (each remote one is a request). */
+const STAT_CONCURRENCY = 8;
+
+/** The shard's size and date, or the error that says why it cannot be reached (other errors are bugs: thrown). */
+async function statOrFail(url: string, allowPipe: boolean): Promise<{ info: ShardInfo; error?: MimicError }> {
+  try {
+    return { info: await statShard(url, { allowPipe }) };
+  } catch (e) {
+    if (isMimicError(e) && e.code === 'E_SOURCE') return { info: { url }, error: e };
+    throw e;
+  }
+}
+
+async function* arrayItems<T>(items: readonly T[]): AsyncGenerator<T> {
+  yield* items;
 }
 
 /** uint8 or float32 batches on a resolved device: 'auto' is uint8 on CUDA and DEFAULTS.score.cpuPixels on the CPU. */

@@ -5,7 +5,7 @@
  * as it reads, reported failed (exit 1) and retried by the next run.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copyFileSync, existsSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { scorePool, type ScoreOptions } from '../../src/pipeline/index.js';
 import { buildTar, tempDir, writeBytes } from '../helpers/shards.js';
@@ -219,5 +219,45 @@ describe('a truncated shard', () => {
     const st2 = mimic(['status', out]);
     expect(st2.status).toBe(0);
     expect(st2.stdout).toMatch(/done 1 .*complete/);
+  });
+});
+
+describe('a shard that cannot be reached', () => {
+  it('is recorded failed while the others are scored (exit 1), scored by the rerun once it is back, and a done shard whose source vanished is kept', async () => {
+    const out = t.path('gone-out');
+    const gone = t.path('gone/shard-x.tar');
+    const args = ['score', `${t.path('pool/shard-0.tar')}::${gone}`, '--proxy', `p=${refs.proxy}`, '--reference', refs.reference, '--out', out, '--batch-size', String(B)];
+    const r1 = mimic(args);
+    expect(r1.status, r1.stderr).toBe(1);
+    expect(r1.stdout).toMatch(/scored 2 shard\(s\) of 2 .*1 failed/);
+    expect(r1.stdout).toContain(`failed: ${gone}: no such shard`);
+    expect(logMessages(r1.stderr).some((l) => l.msg === 'cannot reach the shard' && l.shard === gone)).toBe(true);
+    expect(readScores(join(out, 'p/pool/shard-0.tar.arrow')).num('mimic_proj_both')).toEqual(readScores(t.path('a/p/shard-0.tar.arrow')).num('mimic_proj_both'));
+    const st = mimic(['status', out]);
+    expect(st.status).toBe(1);
+    expect(st.stdout).toMatch(/failed\s+gone\/shard-x\.tar \(worker 0\)/);
+
+    // Back again: the rerun scores it and only it.
+    writeBytes(gone, readFileSync(t.path('pool/shard-1.tar')));
+    const r2 = mimic(args);
+    expect(r2.status, r2.stderr).toBe(0);
+    expect(r2.stdout).toMatch(/scored 1 shard\(s\) of 2 \(worker 0 of 1; 1 already done\)/);
+    expect(readScores(join(out, 'p/gone/shard-x.tar.arrow')).length).toBe(7);
+
+    // Gone again after it was scored: its complete score file cannot be checked against it, and is kept.
+    const before = scoreFileHashes(out);
+    rmSync(gone);
+    const r3 = mimic(args);
+    expect(r3.status, r3.stderr).toBe(0);
+    expect(r3.stdout).toMatch(/2 already done/);
+    expect(scoreFileHashes(out)).toEqual(before);
+  });
+
+  it('stops with exit 2 naming the first file when none of the worker\'s shards can be read', () => {
+    const r = mimic(['score', t.path('nowhere/a.tar'), t.path('nowhere/b.tar'), '--proxy', `p=${refs.proxy}`, '--reference', refs.reference, '--out', t.path('nowhere-out')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/none of this worker's 2 shard\(s\) can be read; the first: cannot read .*nowhere\/a\.tar/);
+    expect(r.stderr).toMatch(/hint: check the shard paths/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 });
