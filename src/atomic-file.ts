@@ -10,9 +10,40 @@ import { randomBytes } from 'node:crypto';
 import { MimicError, errorMessage } from './errors.js';
 import { maybeCrash } from './faults.js';
 
-/** The temporary name a file is written under before the rename: same folder, so rename is atomic. */
+/** Temporary files being written by this thread, so that an interrupted process can remove them on its way out. */
+const openTemps = new Set<string>();
+
+/**
+ * The temporary name a file is written under before the rename: same folder, so rename is atomic. The name is
+ * tracked until `releaseTemp` (after the rename, or after removing it), for `removeOpenTemps`.
+ */
 export function tempPathFor(path: string): string {
-  return `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const temp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  openTemps.add(temp);
+  return temp;
+}
+
+/** The temporary file was renamed into place or removed: nothing to clean up for it any more. */
+export function releaseTemp(temp: string): void {
+  openTemps.delete(temp);
+}
+
+/**
+ * Remove every temporary file still being written (synchronous: called while the process exits on a signal).
+ * The destinations are untouched. Returns how many were removed.
+ */
+export function removeOpenTemps(): number {
+  let n = 0;
+  for (const p of openTemps) {
+    try {
+      unlinkSync(p);
+      n++;
+    } catch {
+      /* already renamed or gone */
+    }
+  }
+  openTemps.clear();
+  return n;
 }
 
 /**
@@ -42,6 +73,7 @@ export class AtomicFile {
       const fd = openSync(tempPath, 'wx');
       return new AtomicFile(path, tempPath, fd, opts.bufferBytes ?? 1 << 20);
     } catch (e) {
+      releaseTemp(tempPath);
       throw new MimicError('E_IO', `cannot create ${path}: ${errorMessage(e)}`, {
         file: path,
         hint: 'check that the folder is writable and the disk has space',
@@ -100,6 +132,7 @@ export class AtomicFile {
       this.fd = null;
       maybeCrash('before-rename', this.path); // test hook (src/faults.ts), a no-op unless MIMIC_FAULT is set
       renameSync(this.tempPath, this.path);
+      releaseTemp(this.tempPath);
       maybeCrash('after-rename', this.path);
     } catch (e) {
       this.abort();
@@ -118,6 +151,7 @@ export class AtomicFile {
       }
       this.fd = null;
     }
+    releaseTemp(this.tempPath);
     try {
       unlinkSync(this.tempPath);
     } catch {
@@ -151,8 +185,10 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
       await fh.close();
     }
     await rename(temp, path);
+    releaseTemp(temp);
   } catch (e) {
     await rm(temp, { force: true });
+    releaseTemp(temp);
     throw new MimicError('E_IO', `cannot write ${path}: ${errorMessage(e)}`, {
       file: path,
       hint: 'check that the folder exists and is writable',

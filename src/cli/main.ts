@@ -8,6 +8,7 @@ import { log } from '../log.js';
 import type { CliContext } from './action.js';
 import { ProgressLine } from './progress.js';
 import { VERSION } from '../version.js';
+import { removeOpenTemps } from '../atomic-file.js';
 import { commands } from './commands.js';
 
 export function buildProgram(ctx: CliContext): Command {
@@ -26,6 +27,7 @@ export function buildProgram(ctx: CliContext): Command {
 /** Run the CLI with argv (node, script, ...args); resolves to the exit status. Never throws. */
 export async function runCli(argv: string[]): Promise<number> {
   const ctx: CliContext = { progress: new ProgressLine() };
+  exitOnSignals(ctx);
   const program = buildProgram(ctx);
   try {
     await program.parseAsync(argv);
@@ -49,5 +51,25 @@ export async function runCli(argv: string[]): Promise<number> {
     return EXIT.internal;
   } finally {
     ctx.progress.done();
+  }
+}
+
+/**
+ * Ctrl-C and `scancel`/Kubernetes' SIGTERM: stop now, remove the temporary files being written, and say how to go
+ * on. Every output is written whole or not at all, so what was finished stays valid and a rerun resumes after it.
+ * A second signal while exiting is left to Node (immediate exit).
+ */
+export function exitOnSignals(ctx: CliContext): void {
+  const codes = { SIGINT: 130, SIGTERM: 143 } as const;
+  for (const sig of Object.keys(codes) as (keyof typeof codes)[]) {
+    process.once(sig, () => {
+      ctx.progress.done();
+      const removed = removeOpenTemps();
+      process.stderr.write(
+        `mimic: stopped by ${sig}; finished outputs are kept${removed ? ` (${removed} unfinished file(s) removed)` : ''}; ` +
+          'rerun the same command to resume\n',
+      );
+      process.exit(codes[sig]);
+    });
   }
 }

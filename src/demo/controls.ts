@@ -12,7 +12,7 @@ import { HEADS_FILE, MANIFEST_FILE, TEXTUAL_FILE, VISUAL_FILE, loadBundle, type 
 import { assertCompatible } from '../model/lineage.js';
 import type { BundleManifest } from '../model/manifest.js';
 import { writeSafetensors } from '../model/safetensors.js';
-import { tempPathFor, writeFileAtomic } from '../atomic-file.js';
+import { releaseTemp, tempPathFor, writeFileAtomic } from '../atomic-file.js';
 import { rngFor } from './random.js';
 
 export type ControlKind = 'neg_w' | 'random';
@@ -130,8 +130,10 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
       await copyFile(from, temp);
     }
     await rename(temp, to);
+    releaseTemp(temp);
   } catch (e) {
     await rm(temp, { force: true });
+    releaseTemp(temp);
     throw new MimicError('E_IO', `cannot write ${to}: ${errorMessage(e)}`, { file: to, hint: 'check that the folder is writable', cause: e });
   }
 }

@@ -7,7 +7,7 @@
  */
 import { closeSync, createWriteStream, fsyncSync, mkdirSync, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
-import { tempPathFor } from '../atomic-file.js';
+import { releaseTemp, tempPathFor } from '../atomic-file.js';
 import { createGzip, type Gzip } from 'node:zlib';
 import tarStream from 'tar-stream';
 import { MimicError, errorMessage } from '../errors.js';
@@ -124,6 +124,7 @@ export class ShardWriter {
         closeSync(fd);
       }
       renameSync(this.tempPath, this.path);
+      releaseTemp(this.tempPath);
     } catch (e) {
       this.removeTemp();
       throw ioError(this.path, e);
@@ -164,6 +165,7 @@ export class ShardWriter {
 
   private removeTemp(): void {
     rmSync(this.tempPath, { force: true });
+    releaseTemp(this.tempPath);
   }
 }
 

@@ -10,9 +10,35 @@ import type { ShardInfo } from './types.js';
 
 const STDERR_TAIL = 2000;
 
+/**
+ * Commands still running, by process group. Each command gets its own group (a `sh -c` may start children that a
+ * signal to the shell alone would leave running), and whatever is still running when this process exits — on an
+ * interrupt, say — is stopped with it.
+ */
+const running = new Set<number>();
+let exitHook = false;
+
+function stopGroup(pid: number | undefined): void {
+  if (pid === undefined || !running.delete(pid)) return;
+  try {
+    process.kill(-pid, 'SIGTERM');
+  } catch {
+    /* the group has already gone */
+  }
+}
+
 export function openPipe(url: string, opts: { signal?: AbortSignal }): { info: ShardInfo; stream: Readable } {
   const command = url.slice('pipe:'.length);
-  const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'], signal: opts.signal });
+  const child = spawn('/bin/sh', ['-c', command], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  if (child.pid !== undefined) running.add(child.pid);
+  if (!exitHook) {
+    exitHook = true;
+    process.once('exit', () => {
+      for (const pid of [...running]) stopGroup(pid);
+    });
+  }
+  const onAbort = () => stopGroup(child.pid);
+  opts.signal?.addEventListener('abort', onAbort, { once: true });
   const out = new PassThrough({ highWaterMark: 1 << 20 });
   let stderr = '';
   let given = false; // the reader stopped early: the command's exit status no longer matters
@@ -25,6 +51,9 @@ export function openPipe(url: string, opts: { signal?: AbortSignal }): { info: S
     if (!given) out.destroy(pipeError(url, `cannot run the command: ${e.message}`, stderr));
   });
   child.on('close', (code, signal) => {
+    // The shell is gone; anything it left behind in its group goes too.
+    stopGroup(child.pid);
+    opts.signal?.removeEventListener('abort', onAbort);
     if (given) return;
     if (code === 0) out.end();
     else {
@@ -35,7 +64,7 @@ export function openPipe(url: string, opts: { signal?: AbortSignal }): { info: S
   out.on('close', () => {
     if (child.exitCode === null && child.signalCode === null) {
       given = true;
-      child.kill('SIGTERM');
+      stopGroup(child.pid);
     }
   });
   return { info: { url }, stream: out };

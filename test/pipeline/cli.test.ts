@@ -132,3 +132,53 @@ describe('progress and summary', () => {
     expect(again.stdout).toMatch(/scored 0 shard\(s\) of 1 \(worker 0 of 1; 1 already done\)/);
   });
 });
+
+describe('signals', () => {
+  it('SIGINT and SIGTERM stop the run with 130 / 143, say how to go on, leave no temporary file; a rerun finishes it', async () => {
+    const { spawn } = await import('node:child_process');
+    const { readdirSync } = await import('node:fs');
+    const BIN = join(REPO, 'bin', 'mimic');
+    // The second shard's source sends a few KB and then hangs: the run is certainly inside it when signalled.
+    const gate = t.path('gate.sh');
+    writeFileSync(gate, `#!/bin/sh\nif [ -e ${t.path('open')} ]; then exec cat "$1"; fi\nhead -c 3000 "$1"\nexec sleep 299.25\n`);
+    const spec = `${shard}::pipe:sh ${gate} ${shard}`;
+    for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+      const out = t.path(`sig-${sig}`);
+      const args = ['score', spec, '--allow-pipe', '--proxy', `p=${refs.proxy}`, '--reference', refs.reference, '--out', out, '--batch-size', '2', '--device', 'cpu', '--log-format', 'json'];
+      const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, MIMIC_LOG_LEVEL: 'info' } });
+      let stderr = '';
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`the first shard was not scored: ${stderr}`)), 60_000);
+        child.stderr.on('data', (d: Buffer) => {
+          stderr += d.toString();
+          if (stderr.includes('"shard scored"')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+      child.kill(sig);
+      expect(await exited).toBe(code);
+      expect(stderr).toContain(`mimic: stopped by ${sig}; finished outputs are kept`);
+      expect(stderr).toContain('rerun the same command to resume');
+      expect(stderr).not.toMatch(/\n\s+at /);
+      const files = readdirSync(join(out, 'p'), { recursive: true }).map(String);
+      expect(files.filter((f) => f.includes('.tmp-'))).toEqual([]);
+      expect(files.filter((f) => f.endsWith('.arrow'))).toHaveLength(1);
+      // The pipe command (a grandchild: sh -c → sh gate.sh → sleep) was stopped with the run.
+      await new Promise((r) => setTimeout(r, 200));
+      const { execFileSync } = await import('node:child_process');
+      expect(execFileSync('ps', ['-eo', 'args']).toString()).not.toContain('sleep 299.25');
+
+      writeFileSync(t.path('open'), '');
+      try {
+        const r = mimic(args);
+        expect(r.status, r.stderr).toBe(0);
+        expect(r.stdout).toMatch(/scored 1 shard\(s\) of 2 \(worker 0 of 1; 1 already done\)/);
+      } finally {
+        (await import('node:fs')).rmSync(t.path('open'));
+      }
+    }
+  });
+});
