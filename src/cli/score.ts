@@ -115,7 +115,7 @@ async function run(ctx: CliContext, shards: string[], flags: ScoreFlags, cmd: Co
   });
   ctx.progress.done();
   log().info({ ...summary }, 'scoring finished');
-  process.stdout.write(flags.json ? JSON.stringify(summary, null, 2) + '\n' : formatSummary(summary));
+  process.stdout.write(flags.json ? JSON.stringify(summary, null, 2) + '\n' : formatSummary(summary, { imageKeys: flags.imageKey, captionKey: flags.captionKey }));
   return summary.shards.failed > 0 ? EXIT.partial : EXIT.ok;
 }
 
@@ -128,7 +128,7 @@ export function progressLine(p: ScoreProgress): string {
     (p.shardsSkipped ? ` (+${p.shardsSkipped} done before)` : '') + (bad ? ` · ${shortCount(bad)} not ok` : '') + eta;
 }
 
-export function formatSummary(s: ScoreSummary): string {
+export function formatSummary(s: ScoreSummary, keys?: { imageKeys: string[]; captionKey: string }): string {
   const lines = [
     `scored ${s.shards.scored} shard(s) of ${s.shards.mine} (worker ${s.workerIndex} of ${s.numWorkers}; ${s.shards.alreadyDone} already done)` +
       (s.shards.failed ? `, ${s.shards.failed} failed` : ''),
@@ -140,5 +140,15 @@ export function formatSummary(s: ScoreSummary): string {
     `scores: ${s.out}`,
   ];
   for (const f of s.failedShards.slice(0, 10)) lines.push(`failed: ${f.shard}: ${f.error}`);
+  // Whole shards without captions or images usually mean other member names, not bad data.
+  const missing = (status: string, what: string, flag: string, exts: string[] | undefined) => {
+    const n = s.statuses[status] ?? 0;
+    if (n > 0 && exts) {
+      lines.push(`hint: ${n} sample(s) have no ${what} member (${exts.map((e) => `.${e}`).join(', ')}): if your shards name it ` +
+        `otherwise, pass ${flag} (\`mimic inspect\` lists the extensions in a shard)`);
+    }
+  };
+  missing('no_caption', 'caption', '--caption-key', keys && [keys.captionKey]);
+  missing('no_image', 'image', '--image-key', keys?.imageKeys);
   return lines.join('\n') + '\n';
 }

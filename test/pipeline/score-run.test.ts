@@ -213,6 +213,12 @@ describe('every sample, in shard order, with its status', () => {
     const text = formatSummary(summary);
     expect(text).toContain(`samples: ${summary.samples}`);
     for (const [status, n] of Object.entries(counts)) expect(text).toContain(` ${status} ${n}`);
+    // Rows without a caption or image come with the flag that names another member.
+    const withKeys = formatSummary(summary, { imageKeys: ['jpg', 'png'], captionKey: 'txt' });
+    expect(counts.no_caption).toBeGreaterThan(0);
+    expect(withKeys).toContain(`hint: ${counts.no_caption} sample(s) have no caption member (.txt): if your shards name it otherwise, pass --caption-key`);
+    expect(counts.no_image).toBeGreaterThan(0);
+    expect(withKeys).toContain(`hint: ${counts.no_image} sample(s) have no image member (.jpg, .png)`);
   });
 });
 
