@@ -27,6 +27,7 @@ export * from './model/index.js';
 export * from './image/index.js';
 export * from './text/tokenizer-index.js';
 export * from './pipeline/index.js';
+export * from './scores/index.js';
 export * from './filter/index.js';
 export { reshard, RESHARD_FORMAT, RESHARD_MANIFEST, type ReshardOptions, type ReshardSummary, type ReshardProgress, type ReshardKeyFormat } from './wds/reshard.js';
 export { readSelection, KeyMultiset, uidWords, keyWords, rowWords, type Selection, type SelectionKind, type ReadSelectionOptions } from './wds/reshard-select.js';

@@ -1,8 +1,4 @@
 /** Score files, selection, exports and statistics: the library side of `mimic filter` and `mimic stats`. */
-export { ScoreTableBuilder, ScoreTable, writeScoreFile, encodeScoreFile, columnsToArrow, type ScoreRow, type ScoreColumnsInput } from '../scores/writer.js';
-export { readScoreFile, readScoreFileSync, readScoreMeta, ScoreFileReader, type ScoreFileData, type ScoreFileMeta, type ReadOptions } from '../scores/reader.js';
-export { listScoreRuns, type ScoreRuns, type CheckpointRun } from '../scores/runs.js';
-export { utf8At, utf8Values, isValid, type Column, type Utf8Column, type Float32Column, type Int32Column, type Uint32Column } from '../scores/columns.js';
 export { runFilter, type FilterOptions, type FilterSummary, type FilterProgress } from './select.js';
 export { Pool as ScorePool, type PoolOptions as ScorePoolOptions, type UnitData, type UnitRequest } from './pool.js';
 export type { Aggregate, Normalize } from './aggregate.js';
