@@ -38,6 +38,7 @@ interface FilterFlags {
   tmpDir?: string;
   sortMemory: string;
   workers?: string;
+  allowIncomplete?: boolean;
   json?: boolean;
 }
 
@@ -73,6 +74,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--tmp-dir <dir>', 'folder for external-sort runs and DataComp columns (default: system temp)')
     .option('--sort-memory <MiB>', 'memory per external sort', String(DEFAULTS.filter.sortMemoryBytes / 1024 / 1024))
     .option('--workers <n>', 'threads reading the score files (default: one per available core; 1 = no extra thread)')
+    .option('--allow-incomplete', 'filter a run whose shards are not all scored yet (percentiles then describe the shards that are there)')
     .option('--json', 'print the summary as JSON on stdout')
     .addHelpText('after', `
 Rules (--keep/--drop): comparisons of columns with numbers or percentiles, combined with and / or / not and
@@ -111,7 +113,8 @@ Exit status: 0 done, 2 bad rules or inputs.`)
       if (f.textFilter && !f.synsets) {
         throw new MimicError('E_USAGE', '--text-filter needs --synsets FILE (the ImageNet-21k synset list DataComp matches captions against)');
       }
-      const pool = Pool.open({ runs, aggregate, tau, normalize });
+      const allowIncomplete = f.allowIncomplete === true;
+      const pool = Pool.open({ runs, aggregate, tau, normalize, allowIncomplete });
       let side: SideStore | null = null;
       try {
         if ((f.metadata?.length ?? 0) > 0 || (f.shards?.length ?? 0) > 0) {
@@ -131,7 +134,7 @@ Exit status: 0 done, 2 bad rules or inputs.`)
           throw new MimicError('E_USAGE', `${f.basicFilter ? '--basic-filter' : f.textFilter ? '--text-filter' : '--synsets'} needs captions: pass --shards (the scored shards) or --metadata (DataComp parquet)`);
         }
         const summary = await runFilter({
-          runs, aggregate, tau, normalize, clipScore, topK,
+          runs, pool, aggregate, tau, normalize, clipScore, topK, allowIncomplete,
           // DataComp's text-based filter is a synset match on an English caption.
           keep: f.textFilter ? [...f.keep, 'text_match and english'] : f.keep,
           drop: f.drop,

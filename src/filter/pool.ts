@@ -4,10 +4,11 @@
  * shard, whether each is ok (ok in every checkpoint), and each requested score column combined across
  * checkpoints (after optional per-batch normalisation) as float32 with NaN where missing.
  */
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { MimicError } from '../errors.js';
+import { log } from '../log.js';
 import { ScoreFileReader, type ReadArena } from '../scores/reader.js';
-import { listScoreRuns, type CheckpointRun } from '../scores/runs.js';
+import { listScoreRuns, missingScoreFiles, type CheckpointRun } from '../scores/runs.js';
 import { FLOAT_COLUMNS, META } from '../scores/schema.js';
 import { utf8At, type Column, type Float32Column, type Int32Column, type Utf8Column } from '../scores/columns.js';
 import { allBits, andBits, andNotBits, countBits, orBits, popcount, unpackBits, wordsFor } from './bits.js';
@@ -20,6 +21,11 @@ export interface PoolOptions {
   /** Temperature of the softmax in `vote` and `--normalize softmax`. */
   tau?: number;
   normalize?: Normalize;
+  /**
+   * Accept a run whose shards are not all scored yet. Percentiles and top-k then describe only the shards that
+   * are there, so the default is an error that says which shards are missing.
+   */
+  allowIncomplete?: boolean;
 }
 
 /** Columns that per-batch normalisation and voting act on: those that depend on the rest of the batch. */
@@ -215,6 +221,18 @@ export class Pool {
       const other = seen.get(c.dir);
       if (other !== undefined) throw new MimicError('E_USAGE', `checkpoint folder ${c.dir} is given twice`);
       seen.set(c.dir, c.name);
+    }
+    for (const c of checkpoints) {
+      const gap = missingScoreFiles(c);
+      if (!gap || gap.missing.length === 0) continue;
+      const what = `${gap.missing.length} of the run's ${gap.expected} shards have no score file in ${c.dir} yet (e.g. ${gap.missing[0]})`;
+      if (!opts.allowIncomplete) {
+        throw new MimicError('E_SCORES', `the run is not complete: ${what}`, {
+          file: c.dir,
+          hint: `finish it (rerun \`mimic score\`, it resumes; \`mimic status ${dirname(c.dir)}\` lists what is left), or pass --allow-incomplete to use the shards that are there (pool-wide percentiles then describe those only)`,
+        });
+      }
+      log().warn({ checkpoint: c.name, missing: gap.missing.length, expected: gap.expected }, `incomplete run: ${what}`);
     }
     const units = checkpoints[0].files;
     const unitSet = new Set(units);

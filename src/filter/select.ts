@@ -45,6 +45,8 @@ export interface FilterOptions extends PoolOptions {
   clipScore?: ClipScoreSource;
   /** DataComp columns (metadata parquet / caption filters), built by the caller. */
   side?: SideColumns | null;
+  /** The runs already opened with these options (the caller built `side` from it); else they are opened here. */
+  pool?: Pool;
   /** Add DataComp's basic filter / text-based filter as keep rules (needs `side` with those columns). */
   basicFilter?: boolean;
   textFilter?: boolean;
@@ -152,7 +154,7 @@ export function filterWorkers(workers?: number): number {
 
 export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
   const t0 = Date.now();
-  const pool = Pool.open(opts);
+  const pool = opts.pool ?? Pool.open(opts);
   const side = opts.side ?? null;
   const clipScore: ClipScoreSource = opts.clipScore ?? (side?.columns.has('clip_l14') ? 'l14' : 'ref');
   const catalog = new ColumnCatalog(side?.columns, clipScore);

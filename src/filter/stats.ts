@@ -68,7 +68,8 @@ export interface StatsOptions extends PoolOptions {
 }
 
 export async function poolStats(opts: StatsOptions): Promise<PoolStats> {
-  const pool = Pool.open(opts);
+  // Statistics of a run still being scored are useful (and say so in the log); a filter refuses one by default.
+  const pool = Pool.open({ ...opts, allowIncomplete: opts.allowIncomplete ?? true });
   const U = pool.units.length;
   const cols = [...FLOAT_COLUMNS];
   const high = new Map(cols.map((c) => [c, new HighHistogram()]));

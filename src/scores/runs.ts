@@ -2,8 +2,8 @@
  * Finding score files on disk. A run folder is `OUT/<checkpoint>/<shard path>.arrow` plus `OUT/_manifests/`;
  * a user may point at `OUT` (every checkpoint in it) or at one `OUT/<checkpoint>` folder.
  */
-import { readdirSync, statSync } from 'node:fs';
-import { basename, join, relative, resolve, sep } from 'node:path';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { MimicError } from '../errors.js';
 import { ScoreFileReader } from './reader.js';
 import { META } from './schema.js';
@@ -120,4 +120,20 @@ export function listScoreRuns(dir: string): ScoreRuns {
     });
   }
   return { checkpoints };
+}
+
+/**
+ * The shards of a checkpoint's run that have no score file yet, from the run record (`_manifests/run.json`
+ * beside the checkpoint folder). Null when there is no record to compare with (files copied out of a run).
+ */
+export function missingScoreFiles(c: CheckpointRun): { expected: number; missing: string[] } | null {
+  let names: unknown;
+  try {
+    names = (JSON.parse(readFileSync(join(dirname(c.dir), MANIFESTS, 'run.json'), 'utf8')) as { shardNames?: unknown }).shardNames;
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(names)) return null;
+  const have = new Set(c.files);
+  return { expected: names.length, missing: names.filter((n): n is string => typeof n === 'string' && !have.has(`${n}.arrow`)) };
 }

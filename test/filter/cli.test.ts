@@ -84,3 +84,31 @@ out({'kept': int((ok & (c.astype(np.float64) >= pc) & ~(m.astype(np.float64) < p
     expect(existsSync(join(dir, 'dmg-out', 'uids.npy'))).toBe(false);
   });
 });
+
+describe('a run that is not complete', () => {
+  it('is refused by filter (naming the missing shards and the way on), accepted with --allow-incomplete, and described by stats with a warning', async () => {
+    const { cpSync, mkdirSync } = await import('node:fs');
+    const run = join(dir, 'partial');
+    cpSync(join(dir, 'run'), run, { recursive: true });
+    // The run record lists one shard more than was scored.
+    const names = truth.units.map((u) => u.replace(/\.arrow$/, ''));
+    mkdirSync(join(run, '_manifests'), { recursive: true });
+    writeFileSync(join(run, '_manifests', 'run.json'), JSON.stringify({ shardNames: [...names, 'later/shard-9.tar'] }));
+
+    const refused = mimic('filter', run, '--keep', 'mimic >= p70', '--out', join(dir, 'partial-out'));
+    expect(refused.status).toBe(2);
+    expect(refused.stderr).toMatch(/the run is not complete: 1 of the run's 3 shards have no score file in .*ck-1 yet \(e\.g\. later\/shard-9\.tar\)/);
+    expect(refused.stderr).toMatch(/--allow-incomplete/);
+    expect(existsSync(join(dir, 'partial-out'))).toBe(false);
+
+    const allowed = mimic('filter', run, '--keep', 'mimic >= p70', '--out', join(dir, 'partial-out'), '--allow-incomplete');
+    expect(allowed.status, allowed.stderr).toBe(0);
+    expect(allowed.stderr).toMatch(/incomplete run: 1 of the run's 3 shards/);
+    const whole = mimic('filter', join(dir, 'run'), '--keep', 'mimic >= p70', '--json', '--summary', join(dir, 'whole.json'));
+    expect(JSON.parse(readFileSync(join(dir, 'partial-out', 'summary.json'), 'utf8')).kept).toBe(JSON.parse(whole.stdout).kept);
+
+    const stats = mimic('stats', run);
+    expect(stats.status, stats.stderr).toBe(0);
+    expect(stats.stderr).toMatch(/incomplete run/);
+  });
+});
