@@ -96,10 +96,48 @@ function rethrow(e: unknown, bytes: Uint8Array, opts: DecodeOptions): Promise<ne
   const message = e instanceof Error ? e.message : String(e);
   if (message.includes(PIXEL_LIMIT_MESSAGE)) {
     return headerDimensions(bytes).then(({ width, height }) => {
+      // The message may be another image's (libvips' error buffer is shared): believe it only if the header agrees.
+      const limit = limitOf(opts);
+      if (width && height && limit !== false && width * height <= limit) throw decodeError(opts, stableReason(bytes), e);
       throw tooLarge(opts, width, height);
     });
   }
-  throw decodeError(opts, message, e);
+  throw decodeError(opts, stableReason(bytes), e);
+}
+
+/** The container the first bytes announce, as sharp names formats. */
+function sniffFormat(b: Uint8Array): string | undefined {
+  const at = (i: number, ...v: number[]) => v.every((x, k) => b[i + k] === x);
+  if (at(0, 0xff, 0xd8, 0xff)) return 'jpeg';
+  if (at(0, 0x89, 0x50, 0x4e, 0x47)) return 'png';
+  if (at(0, 0x47, 0x49, 0x46, 0x38)) return 'gif';
+  if (at(0, 0x52, 0x49, 0x46, 0x46) && at(8, 0x57, 0x45, 0x42, 0x50)) return 'webp';
+  if (at(0, 0x49, 0x49, 0x2a, 0x00) || at(0, 0x4d, 0x4d, 0x00, 0x2a)) return 'tiff';
+  return undefined;
+}
+
+/**
+ * What went wrong, in words that depend only on the bytes. libvips keeps one error buffer for all its threads,
+ * so its message for one image can carry lines of another image's failure; the text ends up in the score files,
+ * which must be the same on every run. libvips' own words stay on the error's cause.
+ */
+function stableReason(bytes: Uint8Array): string {
+  if (bytes.length === 0) return 'the image member is empty';
+  const format = sniffFormat(bytes);
+  if (format === undefined) {
+    const head = Array.from(bytes.subarray(0, 4), (x) => x.toString(16).padStart(2, '0')).join(' ');
+    return `not an image in a known format (${bytes.length} bytes, starting ${head})`;
+  }
+  return `${format} data is ${endsEarly(format, bytes) ? 'truncated' : 'corrupt'} (${bytes.length} bytes)`;
+}
+
+/** Whether the file lacks its format's end marker (JPEG EOI, PNG IEND), i.e. was cut short. */
+function endsEarly(format: string, b: Uint8Array): boolean {
+  const tail = b.subarray(Math.max(0, b.length - 64));
+  const has = (...seq: number[]) => tail.some((_, i) => seq.every((x, k) => tail[i + k] === x));
+  if (format === 'jpeg') return !has(0xff, 0xd9);
+  if (format === 'png') return !has(0x49, 0x45, 0x4e, 0x44);
+  return false;
 }
 
 function checkLimit(width: number, height: number, opts: DecodeOptions): void {

@@ -53,6 +53,24 @@ describe('images that must be refused', () => {
     await expect(decodeResized(photo.subarray(0, photo.length >> 1), spec, { failOn: 'none' })).resolves.toBeDefined();
   });
 
+  it('describes a failure by the bytes alone, the same under concurrency (libvips shares one error buffer between threads)', async () => {
+    const photo = tarMember(NEMO_TAR, '0.jpg');
+    const cut = photo.subarray(0, 4000);
+    const garbage = Buffer.from('not a jpeg at all');
+    // A JPEG start, nonsense, and the end marker: complete but unreadable.
+    const corrupt = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0x00, 0x04, 0x00, 0x00]), Buffer.alloc(300, 0x5a), Buffer.from([0xff, 0xd9])]);
+    const seen = { cut: new Set<string>(), garbage: new Set<string>(), corrupt: new Set<string>() };
+    for (let round = 0; round < 40; round++) {
+      await Promise.all((['cut', 'garbage', 'corrupt', 'cut'] as const).map(async (k) => {
+        const bytes = k === 'cut' ? cut : k === 'garbage' ? garbage : corrupt;
+        seen[k].add((await failure(decodeResized(bytes, spec))).message);
+      }));
+    }
+    expect([...seen.cut]).toEqual(['image could not be decoded: jpeg data is truncated (4000 bytes)']);
+    expect([...seen.garbage]).toEqual(['image could not be decoded: not an image in a known format (17 bytes, starting 6e 6f 74 20)']);
+    expect([...seen.corrupt]).toEqual([`image could not be decoded: jpeg data is corrupt (${corrupt.length} bytes)`]);
+  });
+
   it('fails a truncated PNG', async () => {
     const png = await sharp(tarMember(NEMO_TAR, '0.jpg')).png().toBuffer();
     const e = await failure(decodeResized(png.subarray(0, png.length >> 1), spec));
