@@ -6,6 +6,37 @@ import { DEFAULTS } from '../defaults.js';
 import type { HttpOptions, ShardInfo } from './types.js';
 import { FetchError, ResumableBody, fetchWithRetries, type RangeFetcher, type RangeResponse } from './resumable-body.js';
 
+/** HEAD refused (405, 501): the caller asks with GET instead. */
+class HeadRefused extends FetchError {}
+
+/**
+ * Size, ETag and date of an http(s) shard from a HEAD request (redirects followed, retried like a read); a
+ * server that does not answer HEAD is asked with GET, closed after the headers.
+ */
+export async function statHttp(url: string, opts: { http?: Partial<HttpOptions>; signal?: AbortSignal }): Promise<ShardInfo> {
+  const o: HttpOptions = { ...DEFAULTS.shards.http, ...opts.http };
+  const retry = { url, retries: o.retries, retryDelayMs: o.retryDelayMs, signal: opts.signal };
+  try {
+    const r = await fetchWithRetries(() => request(url, 0, undefined, o, opts.signal, 0, 'HEAD'), retry);
+    r.body.resume();
+    return infoOf(url, r);
+  } catch (e) {
+    if (!((e as { cause?: unknown }).cause instanceof HeadRefused)) throw e;
+    const { info, stream } = await openHttp(url, opts);
+    stream.destroy();
+    return info;
+  }
+}
+
+function infoOf(url: string, r: RangeResponse): ShardInfo {
+  const info: ShardInfo = { url, size: r.total, etag: r.etag };
+  if (r.lastModified) {
+    const t = Date.parse(r.lastModified);
+    if (Number.isFinite(t)) info.mtimeMs = t;
+  }
+  return info;
+}
+
 export async function openHttp(
   url: string,
   opts: { http?: Partial<HttpOptions>; signal?: AbortSignal },
@@ -14,12 +45,7 @@ export async function openHttp(
   const fetch: RangeFetcher = (start, validator) => request(url, start, validator, o, opts.signal, 0);
   const retry = { url, retries: o.retries, retryDelayMs: o.retryDelayMs, signal: opts.signal };
   const first = await fetchWithRetries(fetch, retry);
-  const info: ShardInfo = { url, size: first.total, etag: first.etag };
-  if (first.lastModified) {
-    const t = Date.parse(first.lastModified);
-    if (Number.isFinite(t)) info.mtimeMs = t;
-  }
-  return { info, stream: new ResumableBody(fetch, first, retry) };
+  return { info: infoOf(url, first), stream: new ResumableBody(fetch, first, retry) };
 }
 
 function request(
@@ -29,6 +55,7 @@ function request(
   o: HttpOptions,
   signal: AbortSignal | undefined,
   redirects: number,
+  method: 'GET' | 'HEAD' = 'GET',
 ): Promise<RangeResponse> {
   return new Promise((resolve, reject) => {
     let target: URL;
@@ -43,8 +70,8 @@ function request(
       headers.range = `bytes=${start}-`;
       if (validator) headers['if-range'] = validator;
     }
-    const get = target.protocol === 'https:' ? https.get : http.get;
-    const req = get(target, { headers, signal }, (res) => {
+    const send = target.protocol === 'https:' ? https.request : http.request;
+    const req = send(target, { method, headers, signal }, (res) => {
       const status = res.statusCode ?? 0;
       if (status >= 300 && status < 400 && res.headers.location) {
         res.resume();
@@ -53,7 +80,12 @@ function request(
           return;
         }
         const next = new URL(res.headers.location, target).toString();
-        request(next, start, validator, o, signal, redirects + 1).then(resolve, reject);
+        request(next, start, validator, o, signal, redirects + 1, method).then(resolve, reject);
+        return;
+      }
+      if (method === 'HEAD' && (status === 405 || status === 501)) {
+        res.resume();
+        reject(new HeadRefused(`HEAD answered ${status}`, false));
         return;
       }
       if (status !== 200 && status !== 206) {
@@ -100,6 +132,7 @@ function request(
     });
     req.setTimeout(o.timeoutMs, () => req.destroy(new Error(`no data for ${o.timeoutMs} ms`)));
     req.on('error', (e) => reject(signal?.aborted ? e : new FetchError(e.message, true)));
+    req.end();
   });
 }
 

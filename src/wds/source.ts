@@ -8,7 +8,7 @@ import type { Readable } from 'node:stream';
 import { DEFAULTS } from '../defaults.js';
 import { MimicError, errorMessage } from '../errors.js';
 import { localPath, pipeRefused, shardKind } from './shard-spec.js';
-import { openHttp } from './source-http.js';
+import { openHttp, statHttp } from './source-http.js';
 import { openPipe } from './source-pipe.js';
 import { openS3 } from './source-s3.js';
 import type { ShardInfo, ShardReadOptions } from './types.js';
@@ -78,6 +78,7 @@ export async function statShard(url: string, opts: ShardReadOptions = {}): Promi
       throw new MimicError('E_SOURCE', `cannot read ${path}: ${errorMessage(e)}`, { file: url, cause: e });
     }
   }
+  if (kind === 'http') return statHttp(url, opts);
   const { info, stream } = await openSource(url, opts);
   stream.destroy();
   return info;

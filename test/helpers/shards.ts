@@ -170,12 +170,14 @@ export interface ServedFile {
   redirectTo?: string;
   /** Send no Content-Length (chunked). */
   chunked?: boolean;
+  /** Answer HEAD requests with 405 (as some object stores and CDNs do). */
+  noHead?: boolean;
 }
 
 export interface TestServer {
   url: string;
-  /** Every request: path and Range header. */
-  requests: Array<{ path: string; range?: string; ifRange?: string }>;
+  /** Every request: method, path and Range header. */
+  requests: Array<{ method: string; path: string; range?: string; ifRange?: string }>;
   close(): Promise<void>;
 }
 
@@ -188,10 +190,14 @@ export async function serve(files: Record<string, ServedFile>): Promise<TestServ
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     const range = req.headers.range;
     const ifRange = req.headers['if-range'] as string | undefined;
-    requests.push({ path, range, ifRange });
+    requests.push({ method: req.method ?? 'GET', path, range, ifRange });
     const f = files[path];
     if (!f) {
       res.writeHead(404).end('not found');
+      return;
+    }
+    if (f.noHead && req.method === 'HEAD') {
+      res.writeHead(405).end();
       return;
     }
     const fails = failed.get(path) ?? 0;

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import type { Sample } from '../../src/wds/types.js';
 import { openShard } from '../../src/wds/shard-reader.js';
+import { statShard } from '../../src/wds/source.js';
 import { buildTar, makeSamples, readAll, sampleEntries, serve, tempDir, writeBytes, type ServedFile, type TestServer } from '../helpers/shards.js';
 import { gzipSync } from 'node:zlib';
 
@@ -129,6 +130,28 @@ describe('http(s)', () => {
     const err = await openShard(url, fast).catch((e) => e);
     expect(err).toMatchObject({ code: 'E_SOURCE', message: expect.stringContaining('HTTP 500') });
     expect(server.requests.filter((q) => q.path === '/down.tar')).toHaveLength(4);
+  });
+
+  it('stats a shard with one HEAD request (redirects followed, retried), the same facts a read records; GET where HEAD is refused', async () => {
+    const url = at('/stat.tar', { body: tar, etag: '"s1"', lastModified: 'Tue, 03 Nov 2026 10:00:00 GMT', ranges: true });
+    const read = await readAll(url, fast);
+    const info = await statShard(url, fast);
+    expect(info).toEqual(read.info);
+    expect(info).toMatchObject({ size: tar.length, etag: '"s1"', mtimeMs: Date.parse('Tue, 03 Nov 2026 10:00:00 GMT') });
+    expect(server.requests.filter((q) => q.path === '/stat.tar').map((q) => q.method)).toEqual(['GET', 'HEAD']);
+
+    at('/moved.tar', { body: tar, redirectTo: '/stat.tar' });
+    at('/flaky-stat.tar', { body: tar, etag: '"f"', failFirst: [503] });
+    expect(await statShard(server.url + '/moved.tar', fast)).toMatchObject({ size: tar.length, etag: '"s1"' });
+    expect(await statShard(server.url + '/flaky-stat.tar', fast)).toMatchObject({ size: tar.length, etag: '"f"' });
+    expect(server.requests.filter((q) => q.path === '/flaky-stat.tar').map((q) => q.method)).toEqual(['HEAD', 'HEAD']);
+
+    const noHead = at('/nohead.tar', { body: tar, etag: '"n"', noHead: true });
+    expect(await statShard(noHead, fast)).toMatchObject({ size: tar.length, etag: '"n"' });
+    expect(server.requests.filter((q) => q.path === '/nohead.tar').map((q) => q.method)).toEqual(['HEAD', 'GET']);
+
+    const err = await statShard(server.url + '/missing.tar', fast).catch((e) => e);
+    expect(err).toMatchObject({ code: 'E_SOURCE', message: expect.stringContaining('HTTP 404') });
   });
 
   it('an unreachable host fails at open with E_SOURCE', async () => {
