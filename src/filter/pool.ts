@@ -195,9 +195,12 @@ export class Pool {
   readonly aggregate: Aggregate;
   readonly tau: number;
   readonly normalize: Normalize;
+  /** Shards of the runs' records that have no score file yet (accepted with allowIncomplete), per checkpoint. */
+  readonly missingShards: Record<string, number>;
 
-  private constructor(checkpoints: CheckpointRun[], units: string[], opts: PoolOptions) {
+  private constructor(checkpoints: CheckpointRun[], units: string[], opts: PoolOptions, missingShards: Record<string, number> = {}) {
     this.checkpoints = checkpoints;
+    this.missingShards = missingShards;
     this.units = units;
     this.aggregate = opts.aggregate ?? 'mean';
     this.tau = opts.tau ?? 1;
@@ -222,9 +225,11 @@ export class Pool {
       if (other !== undefined) throw new MimicError('E_USAGE', `checkpoint folder ${c.dir} is given twice`);
       seen.set(c.dir, c.name);
     }
+    const missingShards: Record<string, number> = {};
     for (const c of checkpoints) {
       const gap = missingScoreFiles(c);
       if (!gap || gap.missing.length === 0) continue;
+      missingShards[c.name] = gap.missing.length;
       const what = `${gap.missing.length} of the run's ${gap.expected} shards have no score file in ${c.dir} yet (e.g. ${gap.missing[0]})`;
       if (!opts.allowIncomplete) {
         throw new MimicError('E_SCORES', `the run is not complete: ${what}`, {
@@ -249,7 +254,7 @@ export class Pool {
           { file: join(who.dir, example), hint: 'finish `mimic score` for every checkpoint (it resumes), or filter the checkpoints separately' });
       }
     }
-    return new Pool(checkpoints, units, opts);
+    return new Pool(checkpoints, units, opts, missingShards);
   }
 
   get spec(): PoolSpec {

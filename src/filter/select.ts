@@ -495,6 +495,8 @@ export async function runFilter(opts: FilterOptions): Promise<FilterSummary> {
         normalize: pool.normalize,
         clip_score: catalog.aliasMap().clip_score,
         aliases: catalog.aliasMap(),
+        // Only with allowIncomplete: shards of the run not scored yet, left out of every percentile.
+        ...(Object.keys(pool.missingShards).length ? { missing_shards: pool.missingShards } : {}),
       },
       rows: {
         pool: rows,

@@ -105,7 +105,10 @@ describe('a run that is not complete', () => {
     expect(allowed.status, allowed.stderr).toBe(0);
     expect(allowed.stderr).toMatch(/incomplete run: 1 of the run's 3 shards/);
     const whole = mimic('filter', join(dir, 'run'), '--keep', 'mimic >= p70', '--json', '--summary', join(dir, 'whole.json'));
-    expect(JSON.parse(readFileSync(join(dir, 'partial-out', 'summary.json'), 'utf8')).kept).toBe(JSON.parse(whole.stdout).kept);
+    const partial = JSON.parse(readFileSync(join(dir, 'partial-out', 'summary.json'), 'utf8'));
+    expect(partial.kept).toBe(JSON.parse(whole.stdout).kept);
+    expect(partial.inputs.missing_shards).toEqual({ 'ck-1': 1, 'ck-2': 1 });
+    expect(JSON.parse(whole.stdout).inputs.missing_shards).toBeUndefined();
 
     const stats = mimic('stats', run);
     expect(stats.status, stats.stderr).toBe(0);
