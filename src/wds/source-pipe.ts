@@ -9,6 +9,8 @@ import { MimicError } from '../errors.js';
 import type { ShardInfo } from './types.js';
 
 const STDERR_TAIL = 2000;
+/** How long a command killed by a termination signal waits before it fails its shard (see the close handler). */
+const JOB_STOP_GRACE_MS = 500;
 
 /**
  * Commands still running, by process group. Each command gets its own group (a `sh -c` may start children that a
@@ -55,11 +57,15 @@ export function openPipe(url: string, opts: { signal?: AbortSignal }): { info: S
     stopGroup(child.pid);
     opts.signal?.removeEventListener('abort', onAbort);
     if (given) return;
-    if (code === 0) out.end();
-    else {
-      const status = code === null ? `was killed by ${signal}` : `exited with status ${code}`;
-      out.destroy(pipeError(url, `the command ${status}`, stderr));
+    if (code === 0) {
+      out.end();
+      return;
     }
+    const fail = () => out.destroy(pipeError(url, `the command ${code === null ? `was killed by ${signal}` : `exited with status ${code}`}`, stderr));
+    // A job manager stopping the job (scancel, a Kubernetes eviction) signals every process of it at once: this
+    // process is about to stop too (src/cli/main.ts), and the shard is not a failure to record. Wait a moment.
+    if (signal === 'SIGTERM' || signal === 'SIGINT' || signal === 'SIGHUP') setTimeout(fail, JOB_STOP_GRACE_MS);
+    else fail();
   });
   out.on('close', () => {
     if (child.exitCode === null && child.signalCode === null) {

@@ -191,6 +191,17 @@ describe('pipe:', () => {
     expect(r.error).toMatchObject({ code: 'E_SOURCE', message: expect.stringContaining('exited with status 127') });
   });
 
+  it('fails the shard when the command is killed, a termination signal after a grace moment (the job may be stopping)', async () => {
+    const killed = await readAll(`pipe:cat '${tarPath}'; kill -KILL $$`, { allowPipe: true });
+    expect(killed.samples).toHaveLength(N);
+    expect(killed.error!.message).toContain('the command was killed by SIGKILL');
+    const t0 = Date.now();
+    const termed = await readAll(`pipe:cat '${tarPath}'; kill -TERM $$`, { allowPipe: true });
+    expect(termed.samples).toHaveLength(N);
+    expect(termed.error!.message).toContain('the command was killed by SIGTERM');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(450);
+  });
+
   it('stops the command when the reader stops early', async () => {
     const shard = await openShard(`pipe:cat '${tarPath}'; sleep 30`, { allowPipe: true });
     const started = Date.now();
