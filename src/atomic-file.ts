@@ -3,7 +3,7 @@
  * place only when complete and fsynced, so a reader (or a resumed run) never sees a partial file. A failed or
  * abandoned write leaves at most a `*.tmp-<pid>-<random>` file, never a truncated final one.
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -28,15 +28,21 @@ export function releaseTemp(temp: string): void {
   openTemps.delete(temp);
 }
 
+/** A scratch folder (external-sort runs and the like) to remove if the process is interrupted; `releaseTemp` it when done. */
+export function trackTemp(path: string): void {
+  openTemps.add(path);
+}
+
 /**
- * Remove every temporary file still being written (synchronous: called while the process exits on a signal).
+ * Remove every temporary file still being written and every tracked scratch folder (synchronous: called while the
+ * process exits on a signal).
  * The destinations are untouched. Returns how many were removed.
  */
 export function removeOpenTemps(): number {
   let n = 0;
   for (const p of openTemps) {
     try {
-      unlinkSync(p);
+      rmSync(p, { recursive: true });
       n++;
     } catch {
       /* already renamed or gone */

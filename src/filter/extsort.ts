@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MimicError, errorMessage } from '../errors.js';
 import { compareRecords, radixSortRecords } from './radix.js';
+import { releaseTemp, trackTemp } from '../atomic-file.js';
 
 export interface ExternalSortOptions {
   /** Words (uint32) per record. */
@@ -78,6 +79,7 @@ export class ExternalSorter {
     if (this.dir === null) {
       try {
         this.dir = mkdtempSync(join(this.tmpRoot, 'mimic-sort-'));
+        trackTemp(this.dir);
       } catch (e) {
         throw new MimicError('E_IO', `cannot create a temporary folder in ${this.tmpRoot}: ${errorMessage(e)}`, {
           file: this.tmpRoot,
@@ -215,6 +217,7 @@ export class ExternalSorter {
   close(): void {
     if (this.dir !== null) {
       rmSync(this.dir, { recursive: true, force: true });
+      releaseTemp(this.dir);
       this.dir = null;
     }
   }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { MimicError, errorMessage } from '../errors.js';
 import type { ColumnKind } from './catalog.js';
 import type { SideColumns } from './side.js';
+import { releaseTemp, trackTemp } from '../atomic-file.js';
 
 export class SideStore implements SideColumns {
   readonly columns: ReadonlyMap<string, ColumnKind>;
@@ -22,6 +23,7 @@ export class SideStore implements SideColumns {
     const root = opts.tmpDir ?? tmpdir();
     try {
       this.dir = mkdtempSync(join(root, 'mimic-side-'));
+      trackTemp(this.dir);
     } catch (e) {
       throw new MimicError('E_IO', `cannot create a temporary folder in ${root}: ${errorMessage(e)}`, { file: root, hint: 'set --tmp-dir to a writable folder' });
     }
@@ -57,6 +59,7 @@ export class SideStore implements SideColumns {
   close(): void {
     if (this.dir !== null) {
       rmSync(this.dir, { recursive: true, force: true });
+      releaseTemp(this.dir);
       this.dir = null;
     }
   }
