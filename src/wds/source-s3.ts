@@ -3,7 +3,7 @@
  * Credentials, region and endpoint come from the usual AWS environment unless given; a body cut short is
  * resumed with a Range request pinned to the object's ETag (If-Match).
  */
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { DEFAULTS } from '../defaults.js';
 import { MimicError } from '../errors.js';
 import type { HttpOptions, S3Options, ShardInfo } from './types.js';
@@ -26,6 +26,7 @@ interface GetObjectOutput {
 interface S3Module {
   S3Client: new (config: Record<string, unknown>) => S3Client;
   GetObjectCommand: new (input: Record<string, unknown>) => unknown;
+  HeadObjectCommand: new (input: Record<string, unknown>) => unknown;
 }
 
 const SDK_MODULE = '@aws-sdk/client-s3';
@@ -91,9 +92,31 @@ export async function openS3(
   };
   const retry = { url, retries: o.retries, retryDelayMs: o.retryDelayMs, signal: opts.signal };
   const first = await fetchWithRetries(fetch, retry);
-  const info: ShardInfo = { url, size: first.total, etag: first.etag };
-  if (first.lastModified) info.mtimeMs = Date.parse(first.lastModified);
-  return { info, stream: new ResumableBody(fetch, first, retry) };
+  return { info: infoOf(url, first.total, first.etag, first.lastModified), stream: new ResumableBody(fetch, first, retry) };
+}
+
+/** Size, ETag and date of an s3:// shard from one HeadObject request (retried like a read). */
+export async function statS3(url: string, opts: { s3?: S3Options; http?: Partial<HttpOptions>; signal?: AbortSignal }): Promise<ShardInfo> {
+  const { bucket, key } = parseS3Url(url);
+  const { S3Client, HeadObjectCommand } = await loadSdk(url);
+  const client = clientFor(S3Client, opts.s3 ?? {});
+  const o: HttpOptions = { ...DEFAULTS.shards.http, ...opts.http };
+  const head: RangeFetcher = async () => {
+    try {
+      const out = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: opts.signal });
+      return { body: Readable.from([]), partial: false, start: 0, total: out.ContentLength, etag: out.ETag, lastModified: out.LastModified?.toUTCString() };
+    } catch (e) {
+      throw classify(e);
+    }
+  };
+  const r = await fetchWithRetries(head, { url, retries: o.retries, retryDelayMs: o.retryDelayMs, signal: opts.signal });
+  return infoOf(url, r.total, r.etag, r.lastModified);
+}
+
+function infoOf(url: string, size: number | undefined, etag: string | undefined, lastModified: string | undefined): ShardInfo {
+  const info: ShardInfo = { url, size, etag };
+  if (lastModified) info.mtimeMs = Date.parse(lastModified);
+  return info;
 }
 
 function clientFor(S3Client: S3Module['S3Client'], o: S3Options): S3Client {

@@ -10,7 +10,7 @@ import { MimicError, errorMessage } from '../errors.js';
 import { localPath, pipeRefused, shardKind } from './shard-spec.js';
 import { openHttp, statHttp } from './source-http.js';
 import { openPipe } from './source-pipe.js';
-import { openS3 } from './source-s3.js';
+import { openS3, statS3 } from './source-s3.js';
 import type { ShardInfo, ShardReadOptions } from './types.js';
 
 export interface OpenedSource {
@@ -79,6 +79,7 @@ export async function statShard(url: string, opts: ShardReadOptions = {}): Promi
     }
   }
   if (kind === 'http') return statHttp(url, opts);
+  if (kind === 's3') return statS3(url, opts);
   const { info, stream } = await openSource(url, opts);
   stream.destroy();
   return info;

@@ -238,6 +238,13 @@ describe('s3://', () => {
     expect(gz.stats!.gzip).toBe(true);
   });
 
+  it('stats an object with HeadObject: the facts a read records', async () => {
+    const r = await readAll('s3://pool/shards/000.tar', { s3 });
+    expect(await statShard('s3://pool/shards/000.tar', { s3 })).toEqual(r.info);
+    const err = await statShard('s3://pool/shards/nope.tar', { s3, http: { retries: 0 } }).catch((e) => e);
+    expect(err).toMatchObject({ code: 'E_SOURCE', file: 's3://pool/shards/nope.tar' });
+  });
+
   it('a missing key fails at open with E_SOURCE and a hint', async () => {
     const err = await openShard('s3://pool/shards/nope.tar', { s3 }).catch((e) => e);
     expect(err).toMatchObject({ code: 'E_SOURCE', file: 's3://pool/shards/nope.tar' });
