@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { MimicError, errorMessage } from './errors.js';
 import { maybeCrash } from './faults.js';
 
-/** Temporary files being written by this thread, so that an interrupted process can remove them on its way out. */
+/** Temporary files and scratch folders of this thread, so that an interrupted process can remove them on its way out. */
 const openTemps = new Set<string>();
 
 /**
@@ -34,9 +34,8 @@ export function trackTemp(path: string): void {
 }
 
 /**
- * Remove every temporary file still being written and every tracked scratch folder (synchronous: called while the
- * process exits on a signal).
- * The destinations are untouched. Returns how many were removed.
+ * Remove every temporary file still being written and every tracked scratch folder; the destinations are
+ * untouched. Synchronous: it runs while the process exits on a signal. Returns how many were removed.
  */
 export function removeOpenTemps(): number {
   let n = 0;
