@@ -267,8 +267,8 @@ def _init_std(name: str, shape, cfg: ClipConfig) -> float:
     raise KeyError(f'no initialisation rule for {name}')
 
 
-def build_random(cfg: ClipConfig, seed: int) -> CLIP:
-    model = CLIP(cfg)
+def init_parameters(model: nn.Module, cfg: ClipConfig, seed: int) -> None:
+    """OpenCLIP's initialisation scales, drawn parameter by parameter in name order from one seeded generator."""
     norms = {f'{m_name}.weight' for m_name, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
     gen = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
@@ -281,6 +281,11 @@ def build_random(cfg: ClipConfig, seed: int) -> CLIP:
                 p.fill_(math.log(1 / 0.07))
             else:
                 p.copy_(torch.randn(p.shape, generator=gen) * _init_std(name, p.shape, cfg))
+
+
+def build_random(cfg: ClipConfig, seed: int) -> CLIP:
+    model = CLIP(cfg)
+    init_parameters(model, cfg, seed)
     return model.eval()
 
 

@@ -105,18 +105,7 @@ class CompactCLIP(cm.CLIP):
 def build_init(cfg: cm.ClipConfig, kept_ids: Sequence[int], seed: int) -> CompactCLIP:
     """OpenCLIP's initialisation scales, drawn parameter by parameter in name order (as clip_model.build_random)."""
     model = CompactCLIP(cfg, kept_ids)
-    norms = {f'{n}.weight' for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
-    gen = torch.Generator().manual_seed(int(seed))
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters()):
-            if name.endswith('bias'):
-                p.zero_()
-            elif name in norms:
-                p.fill_(1.0)
-            elif name == 'logit_scale':
-                p.fill_(math.log(1 / 0.07))
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen) * cm._init_std(name, p.shape, cfg))
+    cm.init_parameters(model, cfg, seed)
     return model
 
 

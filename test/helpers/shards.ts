@@ -161,9 +161,11 @@ export interface ServedFile {
   lastModified?: string;
   /** Honour Range requests (206); otherwise always answer 200 with the whole body. */
   ranges?: boolean;
-  /** Cut the connection after this many body bytes, on the first `dropTimes` answers (default 1). */
+  /** Cut the connection after this many body bytes, on the first `dropTimes` answers (default 1)... */
   dropAfter?: number;
   dropTimes?: number;
+  /** ...or on the answers (1-based, per path, HEAD included) for which this is true. */
+  dropOn?: (answer: number) => boolean;
   /** Answer these statuses first, one per request, before serving normally (e.g. [503, 503]). */
   failFirst?: number[];
   /** Redirect to another path. */
@@ -228,7 +230,8 @@ export async function serve(files: Record<string, ServedFile>): Promise<TestServ
     res.writeHead(status, headers);
     const n = served.get(path) ?? 0;
     served.set(path, n + 1);
-    if (f.dropAfter !== undefined && n < (f.dropTimes ?? 1) && f.dropAfter < body.length) {
+    const drop = f.dropOn ? f.dropOn(n + 1) : n < (f.dropTimes ?? 1);
+    if (f.dropAfter !== undefined && drop && f.dropAfter < body.length) {
       res.write(body.subarray(0, f.dropAfter), () => {
         // Let the bytes reach the client before the reset, as a real dropped connection would.
         setTimeout(() => req.socket.destroy(), 20);

@@ -14,8 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildDemoDataset } from '../../src/demo/index.js';
 import { META } from '../../src/scores/schema.js';
 import { REPO, tinyBundle } from '../helpers/bundles.js';
-import { tempDir } from '../helpers/shards.js';
-import { serveShards, type ServedShard, type ShardServer } from './server.js';
+import { serve, tempDir, type ServedFile, type TestServer } from '../helpers/shards.js';
 
 const exec = promisify(execFile);
 const MIMIC = join(REPO, 'bin', 'mimic');
@@ -40,7 +39,7 @@ describe('mimic score on http:// shards', () => {
   let shards: string[];
   let args: string[];
   let local: string;
-  const servers: ShardServer[] = [];
+  const servers: TestServer[] = [];
 
   beforeAll(async () => {
     const reference = await tinyBundle({ seed: 1 });
@@ -59,15 +58,15 @@ describe('mimic score on http:// shards', () => {
   });
 
   const num = (f: string) => /^pool-(\d+)\.tar$/.exec(f)![1]!;
-  const files = (opts: (name: string) => Omit<ServedShard, 'body' | 'etag'>): Record<string, ServedShard> =>
+  const files = (opts: (name: string) => Omit<ServedFile, 'body' | 'etag'>): Record<string, ServedFile> =>
     Object.fromEntries(shards.map((name, i) => [`/pool/${name}`, { body: readFileSync(t.path('demo', 'pool', name)), etag: `"v1-${i}"`, ...opts(name) }]));
-  const spec = (server: ShardServer) => `${server.url}/pool/pool-{${num(shards[0]!)}..${num(shards.at(-1)!)}}.tar`;
+  const spec = (server: TestServer) => `${server.url}/pool/pool-{${num(shards[0]!)}..${num(shards.at(-1)!)}}.tar`;
 
   it('resumes a shard whose connection dropped half way, and scores it as from the local file', async () => {
     const cut = shards[1]!;
     const size = statSync(t.path('demo', 'pool', cut)).size;
-    // Request 1 of each shard is the look-up of its size and ETag; request 2 is the read, cut half way.
-    const server = await serveShards(files((name) => ({ ranges: true, ...(name === cut ? { cutAfter: Math.floor(size / 2), cutOn: (n) => n === 2 } : {}) })));
+    // Request 1 of each shard is the look-up of its size and ETag (a HEAD); request 2 is the read, cut half way.
+    const server = await serve(files((name) => ({ ranges: true, ...(name === cut ? { dropAfter: Math.floor(size / 2), dropOn: (n) => n === 2 } : {}) })));
     servers.push(server);
     const out = t.path('http-resumed');
     const r = await mimic(['score', spec(server), ...args, '--out', out]);
@@ -93,8 +92,8 @@ describe('mimic score on http:// shards', () => {
     const cut = shards[2]!;
     const size = statSync(t.path('demo', 'pool', cut)).size;
     // No Range support: after a drop the only way on would be to start over, which the reader refuses to splice.
-    const served = files((name) => (name === cut ? { ranges: false, cutAfter: Math.floor(size * 0.6), cutOn: (n) => n >= 2 } : { ranges: false }));
-    const server = await serveShards(served);
+    const served = files((name) => (name === cut ? { ranges: false, dropAfter: Math.floor(size * 0.6), dropOn: (n) => n >= 2 } : { ranges: false }));
+    const server = await serve(served);
     servers.push(server);
     const out = t.path('http-failed');
     const r = await mimic(['score', spec(server), ...args, '--out', out]);
@@ -113,7 +112,7 @@ describe('mimic score on http:// shards', () => {
     expect(status.stdout).toMatch(new RegExp(`failed\\s+${cut.replace('.', '\\.')} \\(worker 0\\): .*could not be resumed`));
 
     // The server is fixed: only the failed shard is fetched and scored again.
-    served[`/pool/${cut}`]!.cutAfter = undefined;
+    served[`/pool/${cut}`]!.dropAfter = undefined;
     const before = server.requests.length;
     const again = await mimic(['score', spec(server), ...args, '--out', out]);
     expect(again.code, again.stderr).toBe(0);

@@ -14,8 +14,8 @@
  */
 import { MimicError } from '../../errors.js';
 import { attribute, tensor } from './builder.js';
-import { parseModel, serializeModel } from './io.js';
-import { assertRenamable, defaultOpset, graphInputs, renameValues } from './merge.js';
+import { defaultOpset } from './merge.js';
+import { detachInput, pixelInputOf, rewriteEncoder } from './pixel-input.js';
 import { DataType, type Dimension, type ModelProto, type NodeProto } from './proto.js';
 
 export interface ResizingInputOptions {
@@ -49,12 +49,7 @@ export function resizeCropGeometry(width: number, height: number, size: number, 
 export function withResizingUint8Input(model: Uint8Array, opts: ResizingInputOptions): Uint8Array;
 export function withResizingUint8Input(model: ModelProto, opts: ResizingInputOptions): ModelProto;
 export function withResizingUint8Input(model: Uint8Array | ModelProto, opts: ResizingInputOptions): Uint8Array | ModelProto {
-  if (model instanceof Uint8Array) {
-    const decoded = parseModel(model, 'the image encoder');
-    assertRenamable(decoded, 'the image encoder');
-    return serializeModel(rewrite(decoded, opts), 'the image encoder');
-  }
-  return rewrite(model, opts);
+  return rewriteEncoder(model, (m) => rewrite(m, opts));
 }
 
 function rewrite(model: ModelProto, opts: ResizingInputOptions): ModelProto {
@@ -64,14 +59,8 @@ function rewrite(model: ModelProto, opts: ResizingInputOptions): ModelProto {
   if (opts.mean.length !== 3 || opts.std.length !== 3 || opts.std.some((s) => !(s > 0))) fail('mean and std need 3 values each, std positive');
   const { width, height } = opts.from;
   if (![width, height, opts.size].every((v) => Number.isInteger(v) && v > 0)) fail('sizes must be positive integers');
-  const inputs = graphInputs(model.graph);
-  if (inputs.length !== 1) fail(`the encoder has ${inputs.length} inputs, expected one pixel input`);
-  const input = inputs[0]!;
-  const tt = input.type?.tensorType;
-  if (!tt || tt.elemType !== DataType.FLOAT) fail(`input ${input.name} is not float32`);
-  const shape = tt!.shape;
-  const dim = (i: number) => (shape?.[i]?.dimValue === undefined ? undefined : Number(shape[i]!.dimValue));
-  if (!shape || shape.length !== 4 || (dim(1) !== undefined && dim(1) !== 3)) fail(`input ${input.name} is not [B,3,S,S]`);
+  const { input, tensorType: tt, shape } = pixelInputOf(model, fail, '[B,3,S,S]');
+  const dim = (i: number) => (shape[i]!.dimValue === undefined ? undefined : Number(shape[i]!.dimValue));
   if ((dim(2) !== undefined && dim(2) !== opts.size) || (dim(3) !== undefined && dim(3) !== opts.size)) fail(`input ${input.name} is not ${opts.size}×${opts.size}`);
 
   const opset = defaultOpset(model);
@@ -92,18 +81,8 @@ function rewrite(model: ModelProto, opts: ResizingInputOptions): ModelProto {
     model.irVersion = Math.max(model.irVersion, 8);
   }
 
+  const { normalized, fresh, has } = detachInput(model, input);
   const name = input.name;
-  const used = new Set<string>();
-  renameValues(model.graph, (n) => (used.add(n), n));
-  const fresh = (base: string): string => {
-    let n = `${name}/${base}`;
-    for (let k = 1; used.has(n); k++) n = `${name}/${base}_${k}`;
-    used.add(n);
-    return n;
-  };
-  const normalized = fresh('normalized');
-  renameValues(model.graph, (n) => (n === name ? normalized : n));
-  input.name = name;
 
   const g = resizeCropGeometry(width, height, opts.size, opts.resize);
   const f = Math.fround;
@@ -157,10 +136,10 @@ function rewrite(model: ModelProto, opts: ResizingInputOptions): ModelProto {
   pre.push({ input: [x, c.std], output: [normalized], name: fresh('Div'), opType: 'Div', attribute: [] });
   model.graph.node.unshift(...pre);
 
-  const b = shape![0] as Dimension;
-  tt!.elemType = DataType.UINT8;
-  tt!.shape = [b, { dimValue: height }, { dimValue: width }, { dimValue: 3 }];
-  if (used.has(RESIZED_MASK_INPUT)) fail(`the encoder already has a value named ${RESIZED_MASK_INPUT}`);
+  const b = shape[0] as Dimension;
+  tt.elemType = DataType.UINT8;
+  tt.shape = [b, { dimValue: height }, { dimValue: width }, { dimValue: 3 }];
+  if (has(RESIZED_MASK_INPUT)) fail(`the encoder already has a value named ${RESIZED_MASK_INPUT}`);
   const at = model.graph.input.indexOf(input);
   model.graph.input.splice(at + 1, 0, { name: RESIZED_MASK_INPUT, type: { tensorType: { elemType: DataType.BOOL, shape: [{ ...b }] } } });
   return model;

@@ -7,8 +7,7 @@
  */
 import { MimicError } from '../../errors.js';
 import { attribute, tensor } from './builder.js';
-import { parseModel, serializeModel } from './io.js';
-import { assertRenamable, graphInputs, renameValues } from './merge.js';
+import { detachInput, pixelInputOf, rewriteEncoder } from './pixel-input.js';
 import { DataType, type Dimension, type ModelProto, type NodeProto } from './proto.js';
 
 export interface Uint8InputOptions {
@@ -26,12 +25,7 @@ export interface Uint8InputOptions {
 export function withUint8Input(model: Uint8Array, opts: Uint8InputOptions): Uint8Array;
 export function withUint8Input(model: ModelProto, opts: Uint8InputOptions): ModelProto;
 export function withUint8Input(model: Uint8Array | ModelProto, opts: Uint8InputOptions): Uint8Array | ModelProto {
-  if (model instanceof Uint8Array) {
-    const decoded = parseModel(model, 'the image encoder');
-    assertRenamable(decoded, 'the image encoder');
-    return serializeModel(rewrite(decoded, opts), 'the image encoder');
-  }
-  return rewrite(model, opts);
+  return rewriteEncoder(model, (m) => rewrite(m, opts));
 }
 
 function rewrite(model: ModelProto, opts: Uint8InputOptions): ModelProto {
@@ -40,29 +34,10 @@ function rewrite(model: ModelProto, opts: Uint8InputOptions): ModelProto {
   };
   if (opts.mean.length !== 3 || opts.std.length !== 3) fail('mean and std need 3 values each');
   if (opts.std.some((s) => !(s > 0))) fail('std values must be positive');
-  const inputs = graphInputs(model.graph);
-  if (inputs.length !== 1) fail(`the encoder has ${inputs.length} inputs, expected one pixel input`);
-  const input = inputs[0]!;
-  const tt = input.type?.tensorType;
-  if (!tt || tt.elemType !== DataType.FLOAT) fail(`input ${input.name} is not float32`);
-  const shape = tt!.shape;
-  if (!shape || shape.length !== 4 || (shape[1]!.dimValue !== undefined && Number(shape[1]!.dimValue) !== 3)) {
-    fail(`input ${input.name} is not [B,3,H,W]`);
-  }
+  const { input, tensorType: tt, shape } = pixelInputOf(model, fail);
+  // The encoder now reads `normalized`; the input's name becomes the uint8 input.
+  const { normalized, fresh } = detachInput(model, input);
   const name = input.name;
-  const used = new Set<string>();
-  const collect = (n: string): void => void used.add(n);
-  renameValues(model.graph, (n) => (collect(n), n));
-  const fresh = (base: string): string => {
-    let n = `${name}/${base}`;
-    for (let k = 1; used.has(n); k++) n = `${name}/${base}_${k}`;
-    used.add(n);
-    return n;
-  };
-  const normalized = fresh('normalized');
-  // The encoder now reads `normalized`; `name` becomes the uint8 input.
-  renameValues(model.graph, (n) => (n === name ? normalized : n));
-  input.name = name;
 
   const f = Math.fround;
   const consts = {
@@ -92,8 +67,8 @@ function rewrite(model: ModelProto, opts: Uint8InputOptions): ModelProto {
   pre.push(node('Div', [chw, consts.k255], v.unit), node('Sub', [v.unit, consts.mean], v.centred), node('Div', [v.centred, consts.std], normalized));
   model.graph.node.unshift(...pre);
 
-  const [b, c, h, w] = shape! as [Dimension, Dimension, Dimension, Dimension];
-  tt!.elemType = DataType.UINT8;
-  tt!.shape = opts.layout === 'NHWC' ? [b, h, w, c] : [b, c, h, w];
+  const [b, c, h, w] = shape as [Dimension, Dimension, Dimension, Dimension];
+  tt.elemType = DataType.UINT8;
+  tt.shape = opts.layout === 'NHWC' ? [b, h, w, c] : [b, c, h, w];
   return model;
 }
