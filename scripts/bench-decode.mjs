@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import os from 'node:os';
 import sharp from 'sharp';
 import {
-  CLIP_MEAN, CLIP_STD, configureSharp, decodeResized, libvipsVersion, normalizeHwcToChw, normalizeTable,
+  CLIP_MEAN, CLIP_STD, configureSharp, decodeResized, decodeRgb, libvipsVersion, normalizeHwcToChw, normalizeTable,
   preprocessInto, preprocessUint8Into,
 } from '../dist/image/index.js';
 
@@ -127,7 +127,10 @@ const pixels = (await decodeResized(jpegs[0], spec)).pixels;
 
 await measure('metadata (header read)', jpegs, (b) => sharp(b).metadata());
 await measure('raw decode (full size)', jpegs, (b) => sharp(b, { ignoreIcc: true }).raw().toBuffer());
-await measure('decode+resize+crop (uint8 S×S×3)', jpegs, (b) => decodeResized(b, spec));
+await measure('decodeRgb, wasm JPEG decoder (full size)', jpegs, (b) => decodeRgb(b, { jpegDecoder: 'wasm' }));
+await measure('decodeRgb, libvips (full size)', jpegs, (b) => decodeRgb(b, { jpegDecoder: 'libvips' }));
+await measure('decode+resize+crop, wasm decoder + libvips resize (uint8 S×S×3)', jpegs, (b) => decodeResized(b, spec, { jpegDecoder: 'wasm' }));
+await measure('decode+resize+crop, libvips (uint8 S×S×3)', jpegs, (b) => decodeResized(b, spec, { jpegDecoder: 'libvips' }));
 await measure('preprocessUint8Into', jpegs, (b) => preprocessUint8Into(b, spec, bytes, 0));
 await measure('preprocessInto (float32 CHW)', jpegs, (b) => preprocessInto(b, spec, floats, 0));
 await measure("preprocessInto, resampler 'pil' (bit-exact PIL)", jpegs, (b) => preprocessInto(b, spec, floats, 0, { resampler: 'pil' }));

@@ -7,11 +7,13 @@
 //               sharing its encoder files with perturbed heads (bench_gpu_torch.py reference)
 //   3. shards   generated shards of 256×256 JPEGs (img2dataset's default size, q90) with captions and uids
 //   4. decode   CPU decode rate with every core: decode + resize + crop as the pipeline does it, and decode alone
+//               (libvips on libuv's pool; the wasm JPEG decoder on cores − 2 threads, as prep threads run it)
 //   5. session  the pure session rate (inputs copied from the host each run, as in the pipeline) for fp32/fp16 ×
 //               float32/uint8 pixels at batch 256 (and fp16/uint8 at 512): image encoder, text encoder, and the
 //               whole batch (both encoders + gradient graph); features compared with fp32/float32 on this device
-//   6. e2e      `mimic score` end to end on the shards: fp16+uint8, fp32+uint8, fp16+uint8 with 2 inference
-//               threads on the device, fp32+float32; score files compared (uint8 vs float32, fp16 vs fp32)
+//   6. e2e      `mimic score` end to end on the shards: fp16+uint8 (resize on the CPU, and in the graph with the
+//               wasm and the libvips JPEG decoder), fp32+uint8, 8 prep threads, 2 inference threads on the device,
+//               fp32+float32; score files compared (uint8 vs float32, fp16 vs fp32, wasm vs libvips, ...)
 //   7. torch    PyTorch eager on the same device: image/text towers fp32 and fp16 with inputs on the device, and
 //               fp16 with uint8 pixels copied from the host
 // A markdown table and a JSON file are rewritten in --out after every step, so a run cut short still leaves what
@@ -281,10 +283,12 @@ function relErr(a, b) {
   return +(d / (m || 1)).toExponential(2);
 }
 
-// Most informative first (a run cut short by the deadline keeps those). Default prep threads: cores/4 from 8 cores.
+// Most informative first (a run cut short by the deadline keeps those). Default prep threads from 8 cores: cores − 2
+// (cores/4 with --jpeg-decoder libvips).
 const E2E_CONFIGS = [
   { name: 'fp16-uint8', precision: 'fp16', pixels: 'uint8' },
-  { name: 'fp16-uint8-src256', precision: 'fp16', pixels: 'uint8', sourceSize: '256x256' },
+  { name: 'fp16-uint8-src256', precision: 'fp16', pixels: 'uint8', sourceSize: '256x256', jpegDecoder: 'wasm' },
+  { name: 'fp16-uint8-src256-libvips', precision: 'fp16', pixels: 'uint8', sourceSize: '256x256', jpegDecoder: 'libvips' },
   { name: 'fp32-uint8', precision: 'fp32', pixels: 'uint8' },
   { name: 'fp16-uint8-prep8', precision: 'fp16', pixels: 'uint8', prepWorkers: 8 },
   { name: 'fp16-uint8-2threads', precision: 'fp16', pixels: 'uint8', inferenceWorkers: 2 },
@@ -301,7 +305,7 @@ async function e2eStep(limit) {
     const args = [join(REPO, 'bin', 'mimic'), '--log-level', 'warn', 'score', shardGlob(), '--proxy', `p=${bundleDir('proxy')}`, '--reference', bundleDir('reference'),
       '--out', out, '--batch-size', String(BATCH), '--device', DEVICE, '--precision', c.precision, '--pixels', c.pixels, '--json',
       ...(c.inferenceWorkers ? ['--inference-workers', String(c.inferenceWorkers)] : []), ...(c.prepWorkers ? ['--prep-workers', String(c.prepWorkers)] : []),
-      ...(c.sourceSize ? ['--source-size', c.sourceSize] : []),
+      ...(c.sourceSize ? ['--source-size', c.sourceSize] : []), ...(c.jpegDecoder ? ['--jpeg-decoder', c.jpegDecoder] : []),
       ...(CPU ? ['--threads', '0'] : [])];
     const w0 = elapsed();
     const r = await child(`e2e-${c.name}`, process.execPath, args, { timeoutS: Math.min(left, 200) });
@@ -357,9 +361,9 @@ function markdown() {
     lines.push(`| ${s.precision} | ${s.pixels}${s.source ? ` ${s.source}² frames, resize in graph` : ''} | ${s.batch} | ${fmt(s.image)} | ${fmt(s.text)} | ${fmt(s.full)} | ${s.loadS ?? ''}${s.error ? ` error: ${String(s.error).split('\n').at(-1).slice(0, 120)}` : ''}${s.skipped ? ` skipped: ${s.skipped}` : ''} |`);
   }
   const d = report.decode;
-  lines.push('', `## CPU decode (${d.threads ?? '?'} libuv threads, ${d.inFlight ?? '?'} images in flight), images/s`, '');
-  lines.push('| decode + resize + crop to S×S (decodeResized) | decode only (decodeRgb, for --source-size) | caption tokenize, one thread |', '|---|---|---|');
-  lines.push(`| ${fmt(d.decodeResized)} | ${fmt(d.decodeOnly)} | ${fmt(d.tokenize)} |`);
+  lines.push('', `## CPU decode (libvips: ${d.threads ?? '?'} libuv threads, ${d.inFlight ?? '?'} images in flight; wasm: ${d.wasmThreads ?? '?'} threads), images/s`, '');
+  lines.push('| decode + resize + crop to S×S (decodeResized, libvips) | decode only, libvips (decodeRgb, for --source-size) | decode only, wasm | caption tokenize, one thread |', '|---|---|---|---|');
+  lines.push(`| ${fmt(d.decodeResized)} | ${fmt(d.decodeOnlyLibvips)} | ${fmt(d.decodeOnlyWasm)} | ${fmt(d.tokenize)} |`);
   lines.push('', '## mimic score end to end, samples/s', '');
   lines.push('| run | samples | wall s | load s | samples/s (wall) | samples/s (after loading) | inference busy | vs min(session, decode) |', '|---|---|---|---|---|---|---|---|');
   for (const e of report.e2e) {
@@ -419,17 +423,39 @@ async function childMain(kind) {
       const wall = (performance.now() - s0) / 1000;
       return { rate: n / wall, cpuMsPerImage: ((cpuSeconds() - c0) * 1000) / n };
     };
-    const a = await rate((b) => decodeResized(b, spec));
-    const b = await rate((x) => decodeRgb(x));
+    const a = await rate((b) => decodeResized(b, spec, { jpegDecoder: 'libvips' }));
+    const b = await rate((x) => decodeRgb(x, { jpegDecoder: 'libvips' }));
+    // The wasm JPEG decoder runs on the thread that calls it: as the pipeline does, on cores − 2 threads.
+    const { Worker } = await import('node:worker_threads');
+    const wasmThreads = Math.max(1, threads - 2);
+    const perThread = await Promise.all(Array.from({ length: wasmThreads }, () => new Promise((resolve, reject) => {
+      const w = new Worker(new URL(import.meta.url), { argv: ['--child', 'wasm-decode', '--work', WORK, '--seconds', String(SECONDS)] });
+      w.once('message', resolve).once('error', reject);
+    })));
+    const wasm = { rate: perThread.reduce((x, r) => x + r.rate, 0), cpuMsPerImage: perThread.reduce((x, r) => x + r.msPerImage, 0) / perThread.length };
     const tok = await loadClipTokenizer(VOCAB);
     const captions = Array.from({ length: 2000 }, (_, i) => `a photo of ${WORDS[i % WORDS.length]} and ${WORDS[(i * 7) % WORDS.length]} number ${i} near the ${WORDS[(i * 13) % WORDS.length]}`);
     const s0 = performance.now();
     let n = 0;
     while (performance.now() - s0 < 1000) { tok.tokenize(captions[n % captions.length], 77, 0); n++; }
     console.log(JSON.stringify({ result: {
-      decodeResized: a.rate, decodeResizedCpuMs: +a.cpuMsPerImage.toFixed(3), decodeOnly: b.rate, decodeOnlyCpuMs: +b.cpuMsPerImage.toFixed(3),
-      tokenize: n / ((performance.now() - s0) / 1000), threads, inFlight, size,
+      decodeResized: a.rate, decodeResizedCpuMs: +a.cpuMsPerImage.toFixed(3), decodeOnlyLibvips: b.rate, decodeOnlyLibvipsCpuMs: +b.cpuMsPerImage.toFixed(3),
+      decodeOnlyWasm: wasm.rate, decodeOnlyWasmMs: +wasm.cpuMsPerImage.toFixed(3), wasmThreads,
+      decodeOnly: Math.max(b.rate, wasm.rate), tokenize: n / ((performance.now() - s0) / 1000), threads, inFlight, size,
     } }));
+    return;
+  }
+  if (kind === 'wasm-decode') {
+    // One decode thread of the 'decode' child: the wasm decoder for SECONDS on its own thread.
+    const { parentPort } = await import('node:worker_threads');
+    const { decodeRgb } = await import('../dist/image/index.js');
+    const jpegs = JSON.parse(readFileSync(join(WORK, 'jpegs.json'), 'utf8')).map((s) => Buffer.from(s, 'base64'));
+    for (let i = 0; i < 20; i++) await decodeRgb(jpegs[i % jpegs.length], { jpegDecoder: 'wasm' });
+    let n = 0;
+    const s0 = performance.now();
+    while (performance.now() - s0 < SECONDS * 1000) await decodeRgb(jpegs[n++ % jpegs.length], { jpegDecoder: 'wasm' });
+    const wall = (performance.now() - s0) / 1000;
+    parentPort.postMessage({ rate: n / wall, msPerImage: (wall * 1000) / n });
     return;
   }
   if (kind === 'session') {
@@ -500,7 +526,8 @@ async function childMain(kind) {
     const pairs = [['fp32-uint8', 'fp32-float32', 'uint8 vs float32 pixels (fp32), score files'], ['fp16-uint8', 'fp32-uint8', 'fp16 vs fp32 (uint8), score columns'],
       ['fp16-uint8-2threads', 'fp16-uint8', '2 inference threads vs 1 (fp16), score files'],
       ['fp16-uint8-prep8', 'fp16-uint8', '8 prep threads vs the default (fp16), score files'],
-      ['fp16-uint8-src256', 'fp16-uint8', 'resize in the graph vs on the CPU (fp16), score columns']];
+      ['fp16-uint8-src256', 'fp16-uint8', 'resize in the graph vs on the CPU (fp16), score columns'],
+      ['fp16-uint8-src256', 'fp16-uint8-src256-libvips', 'wasm vs libvips JPEG decoder (--source-size), score files']];
     for (const [a, b, label] of pairs) {
       if (!existsSync(dirOf(a)) || !existsSync(dirOf(b))) continue;
       const files = readdirSync(dirOf(b)).filter((f) => f.endsWith('.arrow')).sort();

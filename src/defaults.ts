@@ -46,6 +46,16 @@ export const DEFAULTS = {
     fastShrinkOnLoad: false,
     /** libvips shrinks (fast, ≤ a few LSB from PIL); PIL's bicubic, re-implemented bit-exactly, enlarges. */
     resampler: 'auto',
+    /**
+     * Plain 8-bit JPEGs decode in WebAssembly (src/image/jpeg-wasm.ts: same pixels as libvips, ~2× the images per
+     * CPU-second) where a thread is there for it; 'libvips' decodes everything with sharp.
+     */
+    jpegDecoder: 'wasm' as 'wasm' | 'libvips',
+    /**
+     * Larger JPEGs go to libvips: the wasm heap grows to the largest image and never shrinks (4 bytes a pixel),
+     * and on large images the resize, not the decode, is the cost.
+     */
+    wasmJpegMaxPixels: 4_194_304,
     /** Container formats decoded; PIL cannot read SVG/PDF either, and rendering them is a needless risk. */
     formats: ['jpeg', 'png', 'webp', 'gif', 'tiff', 'heif'],
   },
@@ -106,11 +116,15 @@ export const DEFAULTS = {
     /** Inference threads per device (several share a CPU's cores, or overlap copies and kernels on one GPU). */
     inferenceWorkers: 1,
     /**
-     * Machines with at least this many cores decode and tokenize on cores/4 worker threads: on one thread, sharp's
-     * synchronous part (~0.25 ms a call) and the tokenizer cap the loop near 1–2k samples/s (measured), far below
-     * a GPU's rate; on fewer cores the extra threads only compete with libvips and onnxruntime.
+     * Machines with at least this many cores decode and tokenize on worker threads (ScoreOptions.prepWorkers): on
+     * one thread, sharp's synchronous part (~0.25 ms a call) and the tokenizer cap the loop near 1–2k samples/s
+     * (measured), far below a GPU's rate; on fewer cores the extra threads only compete with libvips and onnxruntime.
      */
     prepWorkersMinCores: 8,
+    /** Cores left to the scoring thread (reading, batching, writing) and the inference thread when sizing prep threads. */
+    coresForOtherThreads: 2,
+    /** See ScoreOptions.jpegDecoder: the wasm decoder where a thread is there for it. */
+    jpegDecoder: 'auto' as 'auto' | 'wasm' | 'libvips',
   },
   /** `mimic filter` / `mimic stats` (src/filter). */
   filter: {

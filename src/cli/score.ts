@@ -29,6 +29,7 @@ interface ScoreFlags {
   precision?: 'fp32' | 'fp16';
   inferenceWorkers?: number;
   prepWorkers?: number;
+  jpegDecoder?: 'auto' | 'wasm' | 'libvips';
   sourceSize?: string;
   config?: string;
   json?: boolean;
@@ -58,7 +59,8 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--precision <p>', 'encoders: fp32, or fp16 (the bundles\' fp16 variants, scripts/add-fp16; for GPUs)', choiceFlag(['fp32', 'fp16'] as const), DEFAULTS.score.precision)
     .option('--inference-workers <n>', 'inference threads per device (several on one CPU split its cores)', intFlag(1))
     .option('--source-size <WxH>', 'opt-in for shards of one image size (e.g. 256x256): decode only on the CPU, resize in the image encoder\'s graph (within a few LSB of PIL, not bit-exact); other sizes are resized on the CPU')
-    .option('--prep-workers <n>', 'threads that decode and tokenize (0: the scoring thread does; default: cores/4 from 8 cores)', intFlag(0))
+    .option('--jpeg-decoder <d>', 'who decodes JPEGs: wasm (same pixels, fewer CPU-seconds, holds its thread), libvips, or auto (wasm on prep threads, libvips on the scoring thread)', choiceFlag(['auto', 'wasm', 'libvips'] as const), DEFAULTS.score.jpegDecoder)
+    .option('--prep-workers <n>', 'threads that decode and tokenize (0: the scoring thread does; default from 8 cores: cores − 2, or cores/4 with --jpeg-decoder libvips)', intFlag(0))
     .option('--config <file>', 'a YAML file of these flags (e.g. configs/score-cpu.yaml); flags given here win')
     .option('--json', 'print the final summary as JSON')
     .addHelpText('after', `
@@ -110,6 +112,7 @@ async function run(ctx: CliContext, shards: string[], flags: ScoreFlags, cmd: Co
     precision: flags.precision,
     inferenceWorkers: flags.inferenceWorkers,
     prepWorkers: flags.prepWorkers,
+    jpegDecoder: flags.jpegDecoder,
     sourceSize: flags.sourceSize,
     onProgress: (p) => ctx.progress.update(progressLine(p)),
   });

@@ -3,6 +3,7 @@ import { DEFAULTS } from '../defaults.js';
 import { ImageDecodeError } from './errors.js';
 import { gifTransparentColour } from './gif-header.js';
 import { readJpegFrame } from './jpeg-header.js';
+import { decodeJpegRgb } from './jpeg-wasm.js';
 import { pilBicubicResizeCrop } from './pil-resample.js';
 import { ensureSharpConfigured } from './sharp-setup.js';
 import { resizeGeometry, type ImageSpec, type ResizeGeometry } from './spec.js';
@@ -22,6 +23,13 @@ export interface DecodeOptions {
    * uses libvips to shrink and the PIL re-implementation to enlarge.
    */
   resampler?: 'auto' | 'pil' | 'libvips';
+  /**
+   * Who decodes plain 8-bit JPEGs: 'wasm' (src/image/jpeg-wasm.ts: the same pixels, twice the images per
+   * CPU-second, but it blocks the calling thread) or 'libvips' (sharp, on libuv's thread pool). Other formats,
+   * large JPEGs, JPEGs that libvips shrinks (it decodes and resizes in one call, which is faster) and any JPEG
+   * the wasm decoder warns about go to libvips either way.
+   */
+  jpegDecoder?: 'wasm' | 'libvips';
   /** Formats accepted, as sharp's metadata names them. */
   formats?: readonly string[];
   /** Named in error messages (e.g. `shard.tar:key.jpg`). */
@@ -162,9 +170,18 @@ function fastJpegSource(bytes: Uint8Array, opts: DecodeOptions): SourceInfo | un
   };
 }
 
-async function readSource(bytes: Uint8Array, opts: DecodeOptions): Promise<SourceInfo> {
+/** The source, and whether the wasm decoder takes it (an 8-bit grey or colour JPEG of at most wasmJpegMaxPixels). */
+interface ReadSource {
+  source: SourceInfo;
+  wasm: boolean;
+}
+
+async function readSource(bytes: Uint8Array, opts: DecodeOptions): Promise<ReadSource> {
   const fast = fastJpegSource(bytes, opts);
-  if (fast) return fast;
+  if (fast) {
+    const wasm = (opts.jpegDecoder ?? DEFAULTS.image.jpegDecoder) === 'wasm' && fast.width * fast.height <= DEFAULTS.image.wasmJpegMaxPixels;
+    return { source: fast, wasm };
+  }
   let m: Metadata;
   try {
     m = await sharp(bytes, inputOptions(opts)).metadata();
@@ -180,7 +197,7 @@ async function readSource(bytes: Uint8Array, opts: DecodeOptions): Promise<Sourc
   const height = m.pageHeight ?? m.height;
   if (!width || !height) throw decodeError(opts, 'no image dimensions in the header');
   checkLimit(width, height, opts);
-  return {
+  const source: SourceInfo = {
     format: m.format,
     width,
     height,
@@ -189,6 +206,12 @@ async function readSource(bytes: Uint8Array, opts: DecodeOptions): Promise<Sourc
     hasAlpha: m.hasAlpha ?? false,
     pages: m.pages ?? 1,
   };
+  return { source, wasm: false };
+}
+
+/** Full-size RGB from the wasm decoder, or undefined where sharp must decode (see jpeg-wasm.ts). */
+function wasmRgb(bytes: Uint8Array, source: SourceInfo, wasm: boolean): Promise<Buffer | undefined> | undefined {
+  return wasm ? decodeJpegRgb(bytes, source.width, source.height) : undefined;
 }
 
 function resizeAndCrop(pipeline: Sharp, source: SourceInfo, g: ResizeGeometry, size: number, opts: DecodeOptions): Sharp {
@@ -296,25 +319,8 @@ function needsFullSizeRgb(source: SourceInfo): boolean {
  */
 export async function decodeResized(bytes: Uint8Array, spec: ImageSpec, opts: DecodeOptions = {}): Promise<DecodedImage> {
   ensureSharpConfigured();
-  const source = await readSource(bytes, opts);
-  const g = resizeGeometry(source.width, source.height, spec);
-  const resampler = opts.resampler ?? DEFAULTS.image.resampler;
-  const enlarges = g.width > source.width || g.height > source.height;
-  if (resampler === 'pil' || (resampler === 'auto' && enlarges)) {
-    const rgb = await fullSizeRgb(bytes, source, opts);
-    const pixels = pilBicubicResizeCrop(rgb, source.width, source.height, g.width, g.height, g.left, g.top, spec.size);
-    return { pixels: Buffer.from(pixels.buffer, pixels.byteOffset, pixels.length), source };
-  }
-  let pipeline: Sharp;
-  if (needsFullSizeRgb(source)) {
-    const rgb = await fullSizeRgb(bytes, source, opts);
-    pipeline = sharp(rgb, { raw: { width: source.width, height: source.height, channels: 3 } });
-  } else {
-    pipeline = sharp(bytes, inputOptions(opts));
-  }
-  pipeline = resizeAndCrop(pipeline, source, g, spec.size, opts);
-  const pixels = await toRgb(pipeline, spec.size, spec.size, bytes, opts);
-  return { pixels, source };
+  const read = await readSource(bytes, opts);
+  return { pixels: await resized(bytes, read, spec, opts), source: read.source };
 }
 
 /**
@@ -323,7 +329,52 @@ export async function decodeResized(bytes: Uint8Array, spec: ImageSpec, opts: De
  */
 export async function decodeRgb(bytes: Uint8Array, opts: DecodeOptions = {}): Promise<DecodedImage> {
   ensureSharpConfigured();
-  const source = await readSource(bytes, opts);
-  if (needsFullSizeRgb(source) || source.format === 'gif') return { pixels: await fullSizeRgb(bytes, source, opts), source };
-  return { pixels: await toRgb(sharp(bytes, inputOptions(opts)), source.width, source.height, bytes, opts), source };
+  const read = await readSource(bytes, opts);
+  return { pixels: await fullSize(bytes, read, opts), source: read.source };
+}
+
+/**
+ * For an encoder that resizes frames of one size in its graph: images of `frame` size come back full size
+ * (`resized: false`), others resized to S×S as decodeResized does. The header is read once, so an image of
+ * another size is decoded once too.
+ */
+export async function decodeForFrame(
+  bytes: Uint8Array,
+  spec: ImageSpec,
+  frame: { width: number; height: number },
+  opts: DecodeOptions = {},
+): Promise<DecodedImage & { resized: boolean }> {
+  ensureSharpConfigured();
+  const read = await readSource(bytes, opts);
+  const { source } = read;
+  if (source.width === frame.width && source.height === frame.height) return { pixels: await fullSize(bytes, read, opts), source, resized: false };
+  return { pixels: await resized(bytes, read, spec, opts), source, resized: true };
+}
+
+async function fullSize(bytes: Uint8Array, { source, wasm }: ReadSource, opts: DecodeOptions): Promise<Buffer> {
+  const decoded = await wasmRgb(bytes, source, wasm);
+  if (decoded) return decoded;
+  if (needsFullSizeRgb(source) || source.format === 'gif') return fullSizeRgb(bytes, source, opts);
+  return toRgb(sharp(bytes, inputOptions(opts)), source.width, source.height, bytes, opts);
+}
+
+async function resized(bytes: Uint8Array, { source, wasm }: ReadSource, spec: ImageSpec, opts: DecodeOptions): Promise<Buffer> {
+  const g = resizeGeometry(source.width, source.height, spec);
+  const resampler = opts.resampler ?? DEFAULTS.image.resampler;
+  const enlarges = g.width > source.width || g.height > source.height;
+  if (resampler === 'pil' || (resampler === 'auto' && enlarges)) {
+    const rgb = (await wasmRgb(bytes, source, wasm)) ?? (await fullSizeRgb(bytes, source, opts));
+    const pixels = pilBicubicResizeCrop(rgb, source.width, source.height, g.width, g.height, g.left, g.top, spec.size);
+    return Buffer.from(pixels.buffer, pixels.byteOffset, pixels.length);
+  }
+  // libvips decodes and resizes in one call: decoding in wasm first and handing sharp raw pixels measured slower.
+  let pipeline: Sharp;
+  if (needsFullSizeRgb(source)) {
+    const rgb = await fullSizeRgb(bytes, source, opts);
+    pipeline = sharp(rgb, { raw: { width: source.width, height: source.height, channels: 3 } });
+  } else {
+    pipeline = sharp(bytes, inputOptions(opts));
+  }
+  pipeline = resizeAndCrop(pipeline, source, g, spec.size, opts);
+  return toRgb(pipeline, spec.size, spec.size, bytes, opts);
 }

@@ -44,10 +44,17 @@ export interface ScoreOptions {
   /** Inference threads per device in `device` (which may list several GPUs: cuda:0,1 or cuda:all). */
   inferenceWorkers?: number;
   /**
-   * Threads that decode and tokenize (the scoring thread then only reads, batches and writes). Default: a quarter
-   * of the cores on machines with 8 or more, none below (DEFAULTS.score.prepWorkers).
+   * Threads that decode and tokenize (the scoring thread then only reads, batches and writes). Default on machines
+   * with 8 cores or more: all but two (the scoring and inference threads) when they decode JPEGs in wasm, a
+   * quarter with --jpeg-decoder libvips; none below 8 cores (DEFAULTS.score.prepWorkersMinCores).
    */
   prepWorkers?: number;
+  /**
+   * Who decodes plain JPEGs: 'wasm' (same pixels, more images per CPU-second, but it holds its thread),
+   * 'libvips' (sharp, on libuv's pool), or 'auto': wasm on prep threads, libvips on the scoring thread, which
+   * must keep reading and batching (DEFAULTS.score.jpegDecoder).
+   */
+  jpegDecoder?: 'auto' | 'wasm' | 'libvips';
   /**
    * Opt-in, for shards whose images all have one size (img2dataset's default writes 256×256): images of this
    * size ('WxH', e.g. '256x256') are only decoded on the CPU and resized inside the image encoder's graph (ONNX
@@ -97,13 +104,16 @@ export function parseSourceSize(spec: string, pixels: string): { width: number; 
   return { width, height };
 }
 
-function prepWorkersOf(n: number | undefined): number {
+function prepWorkersOf(n: number | undefined, jpegDecoder: 'auto' | 'wasm' | 'libvips'): number {
   if (n !== undefined) {
     if (!Number.isInteger(n) || n < 0) throw new MimicError('E_USAGE', `sample preparation threads must be a whole number ≥ 0, got ${n}`);
     return n;
   }
   const cores = availableParallelism();
-  return cores >= DEFAULTS.score.prepWorkersMinCores ? Math.floor(cores / 4) : 0;
+  if (cores < DEFAULTS.score.prepWorkersMinCores) return 0;
+  // The wasm decoder works on the prep thread itself, so those threads need the cores that the scoring and
+  // inference threads leave; libvips decodes on libuv's pool and the threads only carry sharp's synchronous part.
+  return jpegDecoder === 'libvips' ? Math.floor(cores / 4) : cores - DEFAULTS.score.coresForOtherThreads;
 }
 
 export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
@@ -119,6 +129,8 @@ export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
   if (o.numWorkers !== undefined) positiveInt(o.numWorkers, 'the worker count');
   const pixels = o.pixels ?? d.pixels;
   if (!['auto', 'uint8', 'float32'].includes(pixels)) throw new MimicError('E_USAGE', `pixels must be auto, uint8 or float32, got "${pixels}"`);
+  const jpegDecoder = o.jpegDecoder ?? d.jpegDecoder;
+  if (!['auto', 'wasm', 'libvips'].includes(jpegDecoder)) throw new MimicError('E_USAGE', `the JPEG decoder must be auto, wasm or libvips, got "${jpegDecoder}"`);
   const precision = o.precision ?? d.precision;
   if (!['fp32', 'fp16'].includes(precision)) throw new MimicError('E_USAGE', `precision must be fp32 or fp16, got "${precision}"`);
   if (o.numWorkers !== undefined && workerIndex >= o.numWorkers) {
@@ -146,7 +158,8 @@ export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
     pixels,
     precision,
     inferenceWorkers: positiveInt(o.inferenceWorkers ?? d.inferenceWorkers, 'the inference threads per device'),
-    prepWorkers: prepWorkersOf(o.prepWorkers),
+    prepWorkers: prepWorkersOf(o.prepWorkers, jpegDecoder),
+    jpegDecoder,
     ...(o.sourceSize === undefined ? {} : { sourceSize: parseSourceSize(o.sourceSize, pixels) }),
     onProgress: o.onProgress,
     signal: o.signal,

@@ -3,7 +3,7 @@
  * scored, its decoded S×S×3 pixels and token ids. Every failure becomes a status on the row, never an
  * exception: the run goes on and the score file still has the row.
  */
-import { decodeResized, decodeRgb, imageErrorKind, type DecodeOptions, type ImageSpec } from '../image/index.js';
+import { decodeForFrame, decodeResized, imageErrorKind, type DecodeOptions, type ImageSpec } from '../image/index.js';
 import type { ClipTokenizer } from '../text/tokenizer.js';
 import { jsonUid, sampleCaption, sampleJson, type Sample } from '../wds/index.js';
 import type { UidSet } from './uid-set.js';
@@ -69,9 +69,7 @@ export async function prepareSample(sample: Sample, ctx: PrepContext): Promise<P
     const bytes = sample.files.get(imageExt)!;
     const opts = { ...ctx.decode, file: `${sample.shard}:${sample.key}.${imageExt}` };
     if (ctx.sourceSize) {
-      const full = await decodeRgb(bytes, opts);
-      cpuResized = full.source.width !== ctx.sourceSize.width || full.source.height !== ctx.sourceSize.height;
-      pixels = cpuResized ? (await decodeResized(bytes, ctx.image, opts)).pixels : full.pixels;
+      ({ pixels, resized: cpuResized } = await decodeForFrame(bytes, ctx.image, ctx.sourceSize, opts));
     } else {
       ({ pixels } = await decodeResized(bytes, ctx.image, opts));
     }

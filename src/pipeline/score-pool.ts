@@ -142,7 +142,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     captionKey: o.captionKey,
     metadataKey: o.metadataKey,
     image: reference.manifest.image,
-    decode: {},
+    decode: { jpegDecoder: o.jpegDecoder === 'wasm' ? 'wasm' : 'libvips' },
     tokenizer: await loadClipTokenizer(reference.paths.vocab),
     contextLength: reference.manifest.text.context_length,
     padId: reference.manifest.text.pad_id,
@@ -206,7 +206,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   };
 
   const prepPool = o.prepWorkers > 0 && !plan.uids ? await PrepPool.start(o.prepWorkers, {
-    imageKeys: prep.imageKeys, captionKey: prep.captionKey, metadataKey: prep.metadataKey, image: prep.image, decode: prep.decode,
+    imageKeys: prep.imageKeys, captionKey: prep.captionKey, metadataKey: prep.metadataKey, image: prep.image, decode: { jpegDecoder: o.jpegDecoder === 'libvips' ? 'libvips' : 'wasm' },
     vocab: reference.paths.vocab, contextLength: prep.contextLength, padId: prep.padId,
     ...(o.sourceSize ? { sourceSize: o.sourceSize } : {}),
   }).catch(async (e) => {

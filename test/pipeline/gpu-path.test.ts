@@ -99,6 +99,9 @@ describe('sample preparation threads', () => {
     const bad = mimic(['score', t.path('pool', 'a.tar'), '--proxy', t.path('proxy'), '--reference', t.path('ref'), '--out', t.path('y'), '--prep-workers', '-1']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toMatch(/--prep-workers/);
+    const badDecoder = mimic(['score', t.path('pool', 'a.tar'), '--proxy', t.path('proxy'), '--reference', t.path('ref'), '--out', t.path('y'), '--jpeg-decoder', 'turbo']);
+    expect(badDecoder.status).toBe(2);
+    expect(badDecoder.stderr).toMatch(/--jpeg-decoder/);
   });
 });
 
@@ -158,9 +161,12 @@ describe('resize in the graph (--source-size)', () => {
       expect(err / scale, c).toBeLessThan(2e-2);
       expect(err, c).toBeGreaterThan(0); // the graph's resize really ran (it is not libvips')
     }
-    // Same run again (and with preparation threads): the same bytes.
-    await fixed(t.path('fx-graph2'), { sourceSize: '48x48', prepWorkers: 2 });
+    // Same run again, with preparation threads decoding in wasm, and with wasm on the scoring thread: the same bytes.
+    await fixed(t.path('fx-graph2'), { sourceSize: '48x48', prepWorkers: 2, jpegDecoder: 'wasm' });
     expect(scoreFileHashes(t.path('fx-graph2'))).toEqual(scoreFileHashes(t.path('fx-graph')));
+    await fixed(t.path('fx-graph3'), { sourceSize: '48x48', prepWorkers: 0, jpegDecoder: 'wasm' });
+    expect(scoreFileHashes(t.path('fx-graph3'))).toEqual(scoreFileHashes(t.path('fx-graph')));
+    await expect(fixed(t.path('fx-x'), { sourceSize: '48x48', jpegDecoder: 'turbo' as 'wasm' })).rejects.toMatchObject({ code: 'E_USAGE', message: expect.stringMatching(/JPEG decoder/) });
     await expect(fixed(t.path('fx-cpu'), { sourceSize: '48x48' })).rejects.toMatchObject({ code: 'E_OUTPUT', message: expect.stringMatching(/resizeInGraph: was undefined, now "48x48"/) });
     await expect(fixed(t.path('fx-x'), { sourceSize: '48x48', pixels: 'float32' })).rejects.toMatchObject({ code: 'E_USAGE', message: expect.stringMatching(/needs --pixels uint8/) });
     await expect(fixed(t.path('fx-x'), { sourceSize: '48by48' })).rejects.toMatchObject({ code: 'E_USAGE' });
