@@ -2,7 +2,8 @@
 // Decode/preprocess throughput on img2dataset-like 256-px JPEGs (quality 95), made with sharp from the real
 // photo in ../shared/fixtures/wds/nemo-00000.tar (random crops, so every image differs).
 // Reports wall rate with one image in flight (≈ one core) and images per CPU-second (process.cpuUsage,
-// robust to a shared machine), for: header read, raw decode, decode+resize+crop, + float32 CHW, + uint8 copy.
+// robust to a shared machine), for: header read, raw decode, full-size decode by the wasm JPEG decoder and by
+// libvips, decode+resize+crop, + float32 CHW, + uint8 copy.
 // Usage: npm run build && node scripts/bench-decode.mjs [--images 200] [--seconds 3] [--size 224] [--parallel 2]
 //
 // Difference to PIL/torchvision instead of speed (runs scripts/preprocess_ref.py on the same files):
@@ -129,8 +130,8 @@ await measure('metadata (header read)', jpegs, (b) => sharp(b).metadata());
 await measure('raw decode (full size)', jpegs, (b) => sharp(b, { ignoreIcc: true }).raw().toBuffer());
 await measure('decodeRgb, wasm JPEG decoder (full size)', jpegs, (b) => decodeRgb(b, { jpegDecoder: 'wasm' }));
 await measure('decodeRgb, libvips (full size)', jpegs, (b) => decodeRgb(b, { jpegDecoder: 'libvips' }));
-await measure('decode+resize+crop, wasm decoder + libvips resize (uint8 S×S×3)', jpegs, (b) => decodeResized(b, spec, { jpegDecoder: 'wasm' }));
-await measure('decode+resize+crop, libvips (uint8 S×S×3)', jpegs, (b) => decodeResized(b, spec, { jpegDecoder: 'libvips' }));
+// Shrinking goes through libvips with either decoder (one call decodes and resizes).
+await measure('decode+resize+crop (uint8 S×S×3)', jpegs, (b) => decodeResized(b, spec));
 await measure('preprocessUint8Into', jpegs, (b) => preprocessUint8Into(b, spec, bytes, 0));
 await measure('preprocessInto (float32 CHW)', jpegs, (b) => preprocessInto(b, spec, floats, 0));
 await measure("preprocessInto, resampler 'pil' (bit-exact PIL)", jpegs, (b) => preprocessInto(b, spec, floats, 0, { resampler: 'pil' }));
