@@ -8,6 +8,7 @@
  *
  * Whatever the decoder warns about (a truncated file, corrupt entropy data) or fails on gives undefined: the
  * caller then decodes with sharp, whose failOn policy and messages stay the one authority on bad images.
+ * (The package's glue defines a minimal global ImageData under Node when there is none: its decode returns one.)
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
