@@ -60,7 +60,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--inference-workers <n>', 'inference threads per device (several on one CPU split its cores)', intFlag(1))
     .option('--source-size <WxH>', 'opt-in for shards of one image size (e.g. 256x256): decode only on the CPU, resize in the image encoder\'s graph (within a few LSB of PIL, not bit-exact); other sizes are resized on the CPU')
     .option('--jpeg-decoder <d>', 'who decodes JPEGs: wasm (same pixels, fewer CPU-seconds, holds its thread), libvips, or auto (wasm on prep threads, libvips on the scoring thread)', choiceFlag(['auto', 'wasm', 'libvips'] as const), DEFAULTS.score.jpegDecoder)
-    .option('--prep-workers <n>', 'threads that decode and tokenize (0: the scoring thread does; default from 8 cores: cores − 2, or cores/4 with --jpeg-decoder libvips)', intFlag(0))
+    .option('--prep-workers <n>', 'threads that decode and tokenize (0: the scoring thread does; default from 8 cores: cores − 2 feeding a GPU, else cores/4)', intFlag(0))
     .option('--config <file>', 'a YAML file of these flags (e.g. configs/score-cpu.yaml); flags given here win')
     .option('--json', 'print the final summary as JSON')
     .addHelpText('after', `

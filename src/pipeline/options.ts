@@ -44,9 +44,8 @@ export interface ScoreOptions {
   /** Inference threads per device in `device` (which may list several GPUs: cuda:0,1 or cuda:all). */
   inferenceWorkers?: number;
   /**
-   * Threads that decode and tokenize (the scoring thread then only reads, batches and writes). Default on machines
-   * with 8 cores or more: all but two (the scoring and inference threads) when they decode JPEGs in wasm, a
-   * quarter with --jpeg-decoder libvips; none below 8 cores (DEFAULTS.score.prepWorkersMinCores).
+   * Threads that decode and tokenize (the scoring thread then only reads, batches and writes). Default: see
+   * defaultPrepWorkers (from 8 cores, all but two when feeding a GPU, else a quarter; none below 8 cores).
    */
   prepWorkers?: number;
   /**
@@ -78,8 +77,10 @@ export interface ScoreProgress {
   statuses: Record<string, number>;
 }
 
-export type ResolvedScoreOptions = Required<Omit<ScoreOptions, 'uidsFile' | 'onProgress' | 'signal' | 'workerIndex' | 'numWorkers' | 'sourceSize'>> &
+export type ResolvedScoreOptions = Required<Omit<ScoreOptions, 'uidsFile' | 'onProgress' | 'signal' | 'workerIndex' | 'numWorkers' | 'sourceSize' | 'prepWorkers'>> &
   Pick<ScoreOptions, 'uidsFile' | 'onProgress' | 'signal'> & {
+    /** 'auto': defaultPrepWorkers() once the devices are known. */
+    prepWorkers: number | 'auto';
     /** Parsed --source-size. */
     sourceSize?: { width: number; height: number };
     workerIndex: number;
@@ -104,16 +105,23 @@ export function parseSourceSize(spec: string, pixels: string): { width: number; 
   return { width, height };
 }
 
-function prepWorkersOf(n: number | undefined, jpegDecoder: 'auto' | 'wasm' | 'libvips'): number {
-  if (n !== undefined) {
-    if (!Number.isInteger(n) || n < 0) throw new MimicError('E_USAGE', `sample preparation threads must be a whole number ≥ 0, got ${n}`);
-    return n;
-  }
+function prepWorkersOf(n: number | undefined): number | 'auto' {
+  if (n === undefined) return 'auto';
+  if (!Number.isInteger(n) || n < 0) throw new MimicError('E_USAGE', `sample preparation threads must be a whole number ≥ 0, got ${n}`);
+  return n;
+}
+
+/**
+ * The default prep threads, once the devices are known. Below prepWorkersMinCores: none. Feeding a GPU, the wasm
+ * decoder works on the prep threads themselves, so they get the cores the scoring and inference threads leave;
+ * with libvips (which decodes on libuv's pool) or on a CPU device (the encoders take the cores and set the pace)
+ * a quarter of the cores carry sharp's synchronous part and the tokenizer. Each thread costs ~100 MB.
+ */
+export function defaultPrepWorkers(devices: readonly string[], jpegDecoder: 'auto' | 'wasm' | 'libvips'): number {
   const cores = availableParallelism();
   if (cores < DEFAULTS.score.prepWorkersMinCores) return 0;
-  // The wasm decoder works on the prep thread itself, so those threads need the cores that the scoring and
-  // inference threads leave; libvips decodes on libuv's pool and the threads only carry sharp's synchronous part.
-  return jpegDecoder === 'libvips' ? Math.floor(cores / 4) : cores - DEFAULTS.score.coresForOtherThreads;
+  const gpu = devices.some((d) => d !== 'cpu');
+  return gpu && jpegDecoder !== 'libvips' ? cores - DEFAULTS.score.coresForOtherThreads : Math.floor(cores / 4);
 }
 
 export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
@@ -158,7 +166,7 @@ export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
     pixels,
     precision,
     inferenceWorkers: positiveInt(o.inferenceWorkers ?? d.inferenceWorkers, 'the inference threads per device'),
-    prepWorkers: prepWorkersOf(o.prepWorkers, jpegDecoder),
+    prepWorkers: prepWorkersOf(o.prepWorkers),
     jpegDecoder,
     ...(o.sourceSize === undefined ? {} : { sourceSize: parseSourceSize(o.sourceSize, pixels) }),
     onProgress: o.onProgress,

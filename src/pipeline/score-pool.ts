@@ -28,7 +28,7 @@ import { InferencePool } from './inference-pool.js';
 import { PrepPool } from './prep-pool.js';
 import { expandDevices, parseDevice } from '../model/index.js';
 import { availableParallelism } from 'node:os';
-import { resolveScoreOptions, type ScoreOptions, type ScoreProgress } from './options.js';
+import { defaultPrepWorkers, resolveScoreOptions, type ScoreOptions, type ScoreProgress } from './options.js';
 import { planRun, scoreFilePath, type PlannedShard, type RunPlan } from './plan.js';
 import { isShardDone, removeStaleTemps } from './resume.js';
 import { startShard, type ShardOutcome } from './shard-scorer.js';
@@ -205,7 +205,9 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     o.onProgress?.(progress());
   };
 
-  const prepPool = o.prepWorkers > 0 && !plan.uids ? await PrepPool.start(o.prepWorkers, {
+  const prepWorkers = o.prepWorkers === 'auto' ? defaultPrepWorkers(devices, o.jpegDecoder) : o.prepWorkers;
+  if (prepWorkers > 0 && !plan.uids) log().info({ prepWorkers, jpegDecoder: o.jpegDecoder === 'libvips' ? 'libvips' : 'wasm' }, 'sample preparation threads');
+  const prepPool = prepWorkers > 0 && !plan.uids ? await PrepPool.start(prepWorkers, {
     imageKeys: prep.imageKeys, captionKey: prep.captionKey, metadataKey: prep.metadataKey, image: prep.image, decode: { jpegDecoder: o.jpegDecoder === 'libvips' ? 'libvips' : 'wasm' },
     vocab: reference.paths.vocab, contextLength: prep.contextLength, padId: prep.padId,
     ...(o.sourceSize ? { sourceSize: o.sourceSize } : {}),
