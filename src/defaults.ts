@@ -88,8 +88,16 @@ export const DEFAULTS = {
   },
   score: {
     batchSize: 256,
-    /** Images decoded at once; 0 = twice the cores (sharp decodes on libuv's pool, one libvips thread each). */
+    /**
+     * Samples prepared at once; 0 = twice the cores (sharp decodes on libuv's pool, one libvips thread each), or,
+     * with prep threads, two messages of prepChunk per thread if that is more.
+     */
     decodeConcurrency: 0,
+    /**
+     * Samples per message to a prep thread: each message costs both threads a fixed ~10–30 µs and a wake-up, and
+     * at a GPU's rate one message per sample would cost the scoring thread most of its time.
+     */
+    prepChunk: 8,
     /**
      * Batches queued for the inference thread before reading and decoding wait: two keeps the model busy while
      * the next batch is assembled, and bounds memory to about (2 + 1) batches of pixels.

@@ -46,7 +46,7 @@ export function register(program: Command, ctx: CliContext): void {
     .option('--batch-size <n>', 'samples per batch (the contrastive loss couples them)', intFlag(1), DEFAULTS.score.batchSize)
     .option('--uids <file>', 'score only these samples (uids one per line, or a DataComp .npy); the rest are recorded as skipped')
     .option('--device <device>', 'cpu, cuda, cuda:N, several GPUs (cuda:0,1 or cuda:all: one inference thread each, whole shards each) or auto (CUDA when it loads)', DEFAULTS.model.device)
-    .option('--decode-concurrency <n>', 'images decoded at once (default: twice the cores)', intFlag(1))
+    .option('--decode-concurrency <n>', 'samples prepared at once (default: twice the cores, or 16 per prep thread if more)', intFlag(1))
     .option('--image-key <exts>', 'image members tried in order, comma-separated', listFlag, [...DEFAULTS.wds.imageKeys])
     .option('--caption-key <ext>', 'caption member', DEFAULTS.wds.captionKey)
     .option('--metadata-key <ext>', 'metadata (json) member', DEFAULTS.wds.metadataKey)

@@ -5,6 +5,7 @@
  * The buffers are handed to the inference thread without copying.
  */
 import { normalizeHwcToChw } from '../image/index.js';
+import type { BufferPool } from './buffer-pool.js';
 import type { PreparedSample } from './sample-prep.js';
 
 export interface ModelBatch {
@@ -33,11 +34,21 @@ export class BatchBuilder {
     private readonly pixelFormat: 'float32' | 'uint8' = 'float32',
     /** Frames of the source size, resized in the graph (uint8 only). */
     private readonly sourceSize?: { width: number; height: number },
+    /** Where the buffers come from (and a short last batch's go back to); every row in use is overwritten. */
+    private readonly buffers?: BufferPool,
   ) {
     this.pixelCount = sourceSize ? sourceSize.width * sourceSize.height : size * size;
     if (sourceSize) this.mask = new Uint8Array(capacity);
-    this.pixels = pixelFormat === 'uint8' ? new Uint8Array(capacity * 3 * this.pixelCount) : new Float32Array(capacity * 3 * this.pixelCount);
-    this.ids = new BigInt64Array(capacity * contextLength);
+    const values = capacity * 3 * this.pixelCount;
+    const take = (bytes: number) => buffers?.take(bytes) ?? new ArrayBuffer(bytes);
+    this.pixels = pixelFormat === 'uint8' ? new Uint8Array(take(values)) : new Float32Array(take(values * 4));
+    this.ids = new BigInt64Array(take(capacity * contextLength * 8));
+  }
+
+  /** The byte lengths of a full batch's pixel and id buffers (what a BufferPool keeps). */
+  static bufferSizes(capacity: number, size: number, contextLength: number, pixelFormat: 'float32' | 'uint8', sourceSize?: { width: number; height: number }): number[] {
+    const pixelCount = sourceSize ? sourceSize.width * sourceSize.height : size * size;
+    return [capacity * 3 * pixelCount * (pixelFormat === 'uint8' ? 1 : 4), capacity * contextLength * 8];
   }
 
   get length(): number {
@@ -79,12 +90,17 @@ export class BatchBuilder {
   finish(): ModelBatch {
     const n = this.rows.length;
     const full = n === this.capacity;
-    return {
+    const batch: ModelBatch = {
       index: this.index,
       rows: this.rows,
       pixels: full ? this.pixels : this.pixels.slice(0, n * 3 * this.pixelCount),
       ids: full ? this.ids : this.ids.slice(0, n * this.contextLength),
       ...(this.mask ? { resizedMask: full ? this.mask : this.mask.slice(0, n) } : {}),
     };
+    if (!full && this.buffers) {
+      this.buffers.give(this.pixels.buffer as ArrayBuffer);
+      this.buffers.give(this.ids.buffer as ArrayBuffer);
+    }
+    return batch;
   }
 }

@@ -8,6 +8,7 @@ import { spawnThread } from './spawn-thread.js';
 import { MimicError, type ErrorCode } from '../errors.js';
 import type { BatchScores } from '../mimic/index.js';
 import type { BatchRequest, InferenceInit, SerializedError, WorkerMessage } from './inference-protocol.js';
+import type { BufferPool } from './buffer-pool.js';
 
 export interface BatchResult {
   scores: Record<string, BatchScores>;
@@ -35,6 +36,7 @@ export class InferenceClient {
     readonly provider: string,
     readonly deviceId: number | undefined,
     private readonly maxInFlight: number,
+    private readonly buffers?: BufferPool,
   ) {
     worker.on('message', (m: WorkerMessage) => {
       if (m.type === 'result' || m.type === 'error') {
@@ -42,6 +44,7 @@ export class InferenceClient {
         this.pending.delete(m.seq);
         if (m.type === 'result') {
           this.busyMs += m.busyMs;
+          for (const b of m.returned) this.buffers?.give(b);
           p?.resolve({ scores: m.scores, refClipSim: m.refClipSim });
         }
         else p?.reject(revive(m.error));
@@ -54,7 +57,8 @@ export class InferenceClient {
     });
   }
 
-  static async start(init: InferenceInit, maxInFlight: number): Promise<InferenceClient> {
+  /** `buffers` receives each batch's buffers back once it has run. */
+  static async start(init: InferenceInit, maxInFlight: number, buffers?: BufferPool): Promise<InferenceClient> {
     const worker = spawnThread('inference-worker', init);
     let onMessage: (m: WorkerMessage) => void = () => undefined;
     let onError: (e: Error) => void = () => undefined;
@@ -72,7 +76,7 @@ export class InferenceClient {
       throw e;
     });
     worker.off('message', onMessage).off('error', onError).off('exit', onExit);
-    return new InferenceClient(worker, ready.provider, ready.deviceId, maxInFlight);
+    return new InferenceClient(worker, ready.provider, ready.deviceId, maxInFlight, buffers);
   }
 
   /** Batches submitted and not yet answered. */

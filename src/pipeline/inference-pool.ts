@@ -7,6 +7,7 @@
  */
 import type { BatchRequest, InferenceInit } from './inference-protocol.js';
 import { InferenceClient, type BatchResult } from './inference-client.js';
+import type { BufferPool } from './buffer-pool.js';
 
 export class InferencePool {
   private readonly shardWorker = new Map<number, number>();
@@ -14,8 +15,8 @@ export class InferencePool {
   private constructor(readonly clients: InferenceClient[]) {}
 
   /** Starts every thread (in parallel: loading large encoders dominates); stops them all if one fails. */
-  static async start(inits: InferenceInit[], maxInFlight: number): Promise<InferencePool> {
-    const started = await Promise.allSettled(inits.map((init) => InferenceClient.start(init, maxInFlight)));
+  static async start(inits: InferenceInit[], maxInFlight: number, buffers?: BufferPool): Promise<InferencePool> {
+    const started = await Promise.allSettled(inits.map((init) => InferenceClient.start(init, maxInFlight, buffers)));
     const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failed) {
       await Promise.all(started.map((s) => (s.status === 'fulfilled' ? s.value.close() : undefined)));

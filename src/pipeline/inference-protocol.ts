@@ -47,7 +47,15 @@ export type WorkerMessage =
   | RelayedLog
   | { type: 'ready'; provider: string; deviceId?: number }
   | { type: 'fatal'; error: SerializedError }
-  | { type: 'result'; seq: number; scores: Record<string, BatchScores>; refClipSim: Float32Array | null; busyMs: number }
+  | {
+      type: 'result';
+      seq: number;
+      scores: Record<string, BatchScores>;
+      refClipSim: Float32Array | null;
+      busyMs: number;
+      /** The batch's pixel and id buffers, moved back for the next batches (see BufferPool). */
+      returned: ArrayBuffer[];
+    }
   | { type: 'error'; seq: number; error: SerializedError };
 
 export type ParentMessage = BatchRequest | { type: 'close' };

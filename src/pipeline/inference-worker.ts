@@ -100,7 +100,9 @@ async function start(init: InferenceInit): Promise<void> {
       });
       refClipSim = (out[CLIP_SIM_OUTPUT] as ort.Tensor).data as Float32Array;
     }
-    post({ type: 'result', seq: req.seq, scores, refClipSim, busyMs: performance.now() - started });
+    // The runs are over, so the input buffers are free: they go back to be filled again.
+    const returned = [req.pixels.buffer as ArrayBuffer, req.ids.buffer as ArrayBuffer];
+    post({ type: 'result', seq: req.seq, scores, refClipSim, busyMs: performance.now() - started, returned }, returned);
   };
 
   // Batches are run one at a time, in the order they arrive: the filler rows depend on that order.

@@ -19,7 +19,7 @@ export interface ScoreOptions {
   /** Score only these samples (a text file of uids, one per line, or a DataComp .npy); the rest are `skipped`. */
   uidsFile?: string;
   device?: string;
-  /** Images decoded at once (in flight through sharp's thread pool). */
+  /** Samples being prepared at once (in flight through sharp's thread pool or the prep threads). Default: defaultDecodeConcurrency. */
   decodeConcurrency?: number;
   imageKeys?: string[];
   captionKey?: string;
@@ -124,6 +124,14 @@ export function defaultPrepWorkers(devices: readonly string[], jpegDecoder: 'aut
   return gpu && jpegDecoder !== 'libvips' ? cores - DEFAULTS.score.coresForOtherThreads : Math.floor(cores / 4);
 }
 
+/**
+ * Images in flight when not given: twice the cores (sharp decodes on libuv's pool), and with prep threads enough
+ * that each can have two messages of prepChunk samples (one being prepared, one on its way).
+ */
+export function defaultDecodeConcurrency(prepWorkers: number): number {
+  return Math.max(2 * availableParallelism(), 2 * DEFAULTS.score.prepChunk * prepWorkers);
+}
+
 export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
   if (!o.shards?.length) throw new MimicError('E_USAGE', 'no shards given', { hint: 'mimic score SHARDS... --proxy DIR --reference DIR --out DIR' });
   if (!o.proxies?.length) throw new MimicError('E_USAGE', 'no proxy bundle given', { hint: 'pass --proxy DIR (once per checkpoint)' });
@@ -152,7 +160,8 @@ export function resolveScoreOptions(o: ScoreOptions): ResolvedScoreOptions {
     batchSize: positiveInt(o.batchSize ?? d.batchSize, 'the batch size'),
     uidsFile: o.uidsFile,
     device: o.device ?? DEFAULTS.model.device,
-    decodeConcurrency: positiveInt(o.decodeConcurrency ?? (d.decodeConcurrency || 2 * availableParallelism()), 'the decode concurrency'),
+    // 0: decided with the prep threads (defaultDecodeConcurrency).
+    decodeConcurrency: o.decodeConcurrency === undefined ? d.decodeConcurrency : positiveInt(o.decodeConcurrency, 'the decode concurrency'),
     imageKeys: o.imageKeys ?? [...DEFAULTS.wds.imageKeys],
     captionKey: o.captionKey ?? DEFAULTS.wds.captionKey,
     metadataKey: o.metadataKey ?? DEFAULTS.wds.metadataKey,

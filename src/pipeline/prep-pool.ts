@@ -1,13 +1,14 @@
 /**
  * Sample preparation (image decode, caption tokenization) on worker threads, behind the same
  * `(sample) => Promise<PreparedSample>` the scoring loop calls on its own thread otherwise. Requests made in the
- * same turn of the event loop travel together (one message per thread per turn), round robin over the threads;
+ * same turn of the event loop travel together (one message per thread per turn), prepChunk at a time per thread;
  * the loop's ordered map keeps the shard order whatever finishes first.
  */
 import type { Worker } from 'node:worker_threads';
+import { DEFAULTS } from '../defaults.js';
 import { spawnThread } from './spawn-thread.js';
 import type { Sample } from '../wds/index.js';
-import type { PrepInit, PrepItem, PrepWorkerMessage } from './prep-protocol.js';
+import { pack, Spares, type PrepInit, type PrepItem, type PrepWorkerMessage } from './prep-protocol.js';
 import type { PreparedSample } from './sample-prep.js';
 
 
@@ -16,28 +17,50 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
+/** An item waiting for the next flush, with the member bytes that flush packs. */
+interface Outgoing {
+  item: Omit<PrepItem, 'files'>;
+  files: [string, Uint8Array][];
+}
+
 export class PrepPool {
   private nextId = 0;
   private next = 0;
   private readonly pending = new Map<number, Pending>();
-  private readonly outbox: PrepItem[][];
+  private readonly outbox: Outgoing[][];
+  /** Per thread: its answers' buffers, read and free, to go back with its next items. */
+  private readonly answerSpares: ArrayBuffer[][];
+  /** The items' buffers the threads sent back, for the next flushes. */
+  private readonly itemSpares = new Spares();
   private flushScheduled = false;
   private failure: Error | null = null;
 
   private constructor(private readonly workers: Worker[]) {
     this.outbox = workers.map(() => []);
-    for (const w of workers) {
+    this.answerSpares = workers.map(() => []);
+    workers.forEach((w, wi) => {
       w.on('message', (m: PrepWorkerMessage) => {
         if (m.type !== 'done') return;
+        this.itemSpares.add(m.spare);
+        // The answer's buffer goes back once every sample that views it has been copied (released).
+        let views = m.results.filter((r) => r.sample?.pixels || r.sample?.ids).length;
+        const release = () => {
+          if (--views === 0) this.answerSpares[wi]!.push(m.bytes);
+        };
+        if (views === 0) this.answerSpares[wi]!.push(m.bytes);
         for (const r of m.results) {
           const p = this.pending.get(r.id);
           this.pending.delete(r.id);
           if (!p) continue;
           if (r.sample) {
-            // Buffers arrive as plain Uint8Arrays: give the pixels back their Buffer type.
-            const s = r.sample;
-            if (s.pixels && !Buffer.isBuffer(s.pixels)) s.pixels = Buffer.from((s.pixels as Uint8Array).buffer, (s.pixels as Uint8Array).byteOffset, (s.pixels as Uint8Array).byteLength);
-            p.resolve(s);
+            const { pixels, ids, ...facts } = r.sample;
+            let released = false;
+            p.resolve({
+              ...facts,
+              ...(pixels ? { pixels: Buffer.from(m.bytes, pixels[0], pixels[1]) } : {}),
+              ...(ids ? { ids: new Int32Array(m.bytes, ids[0], ids[1] / 4) } : {}),
+              ...(pixels || ids ? { release: () => { if (!released) { released = true; release(); } } } : {}),
+            });
           } else {
             const err = new Error(`sample preparation thread: ${r.error?.message}`);
             if (r.error?.stack) err.stack = r.error.stack;
@@ -49,7 +72,7 @@ export class PrepPool {
       w.on('exit', (code) => {
         if (this.pending.size > 0 || (code !== 0 && !this.closing)) this.fail(new Error(`a sample preparation thread exited (code ${code})`));
       });
-    }
+    });
   }
 
   private closing = false;
@@ -86,13 +109,13 @@ export class PrepPool {
   prepare(sample: Sample): Promise<PreparedSample> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
-    const files: [string, Uint8Array][] = [];
-    // Copies: the member bytes are views into the tar reader's chunks, which must not be detached.
-    for (const [ext, bytes] of sample.files) files.push([ext, new Uint8Array(bytes)]);
-    const item: PrepItem = { id, shard: sample.shard, row: sample.row, key: sample.key, files, ...(sample.problem ? { problem: { ...sample.problem } } : {}) };
+    // The member bytes are views into the tar reader's chunks: the flush copies them into its message's buffer.
+    const item = { id, shard: sample.shard, row: sample.row, key: sample.key, ...(sample.problem ? { problem: { ...sample.problem } } : {}) };
     const p = new Promise<PreparedSample>((resolve, reject) => this.pending.set(id, { resolve, reject }));
-    this.outbox[this.next]!.push(item);
-    this.next = (this.next + 1) % this.workers.length;
+    // prepChunk consecutive samples to one thread, then the next: fewer, fuller messages (see DEFAULTS.score.prepChunk).
+    const box = this.outbox[this.next]!;
+    box.push({ item, files: [...sample.files] });
+    if (box.length % DEFAULTS.score.prepChunk === 0) this.next = (this.next + 1) % this.workers.length;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -103,11 +126,14 @@ export class PrepPool {
   private flush(): void {
     this.flushScheduled = false;
     this.workers.forEach((w, i) => {
-      const items = this.outbox[i]!;
-      if (items.length === 0) return;
+      const out = this.outbox[i]!;
+      if (out.length === 0) return;
       this.outbox[i] = [];
-      const transfer = items.flatMap((it) => it.files.map(([, b]) => b.buffer as ArrayBuffer));
-      w.postMessage({ type: 'items', items }, transfer);
+      const { bytes, spans } = pack(out.flatMap((o) => o.files.map(([, b]) => b)), this.itemSpares);
+      let k = 0;
+      const items: PrepItem[] = out.map((o) => ({ ...o.item, files: o.files.map(([ext]) => [ext, spans[k++]!]) }));
+      const spare = this.answerSpares[i]!.splice(0);
+      w.postMessage({ type: 'items', items, bytes, spare }, [bytes, ...spare]);
     });
   }
 

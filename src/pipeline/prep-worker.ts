@@ -9,7 +9,7 @@ import { relayLogsTo } from '../log.js';
 import { configureSharp } from '../image/index.js';
 import { loadClipTokenizer } from '../text/tokenizer.js';
 import type { Sample } from '../wds/index.js';
-import type { PrepInit, PrepParentMessage, PrepWorkerMessage } from './prep-protocol.js';
+import { pack, Spares, type PrepInit, type PrepParentMessage, type PrepWorkerMessage, type WirePreparedSample } from './prep-protocol.js';
 import { prepareSample, type PrepContext } from './sample-prep.js';
 
 function post(m: PrepWorkerMessage, transfer: ArrayBuffer[] = []): void {
@@ -32,17 +32,19 @@ async function start(init: PrepInit): Promise<void> {
     uids: null,
     ...(init.sourceSize ? { sourceSize: init.sourceSize } : {}),
   };
+  const spares = new Spares();
   parentPort!.on('message', (m: PrepParentMessage) => {
     if (m.type === 'close') {
       parentPort!.close();
       return;
     }
+    for (const b of m.spare) spares.add(b);
     void Promise.all(m.items.map(async (item) => {
       const sample = {
         shard: item.shard,
         row: item.row,
         key: item.key,
-        files: new Map(item.files.map(([ext, bytes]) => [ext, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)])),
+        files: new Map(item.files.map(([ext, [at, length]]) => [ext, Buffer.from(m.bytes, at, length)])),
         offset: 0,
         members: [],
         ...(item.problem ? { problem: item.problem } : {}),
@@ -54,15 +56,20 @@ async function start(init: PrepInit): Promise<void> {
         return { id: item.id, error: { message: err.message, stack: err.stack } };
       }
     })).then((results) => {
-      const transfer: ArrayBuffer[] = [];
-      for (const r of results) {
-        // Each result owns its pixel and id buffers (sharp allocates one per image), so they move without a copy.
-        const px = r.sample?.pixels;
-        if (px && px.byteOffset === 0 && px.byteLength === px.buffer.byteLength) transfer.push(px.buffer as ArrayBuffer);
-        const ids = r.sample?.ids;
-        if (ids && ids.byteOffset === 0 && ids.byteLength === ids.buffer.byteLength) transfer.push(ids.buffer as ArrayBuffer);
-      }
-      post({ type: 'done', results }, [...new Set(transfer)]);
+      // One buffer for the whole answer (see Span): a copy of each image here is cheaper than a transfer each there.
+      const parts: Uint8Array[] = [];
+      const partOf = (b: Uint8Array | Int32Array | undefined) => (b ? parts.push(new Uint8Array(b.buffer, b.byteOffset, b.byteLength)) - 1 : -1);
+      const refs = results.map((r) => ({ pixels: partOf(r.sample?.pixels), ids: partOf(r.sample?.ids) }));
+      const { bytes, spans } = pack(parts, spares);
+      const wire = results.map((r, i) => {
+        if (!r.sample) return r;
+        const { pixels: _pixels, ids: _ids, ...facts } = r.sample;
+        const { pixels, ids } = refs[i]!;
+        const sample: WirePreparedSample = { ...facts, ...(pixels >= 0 ? { pixels: spans[pixels]! } : {}), ...(ids >= 0 ? { ids: spans[ids]! } : {}) };
+        return { id: r.id, sample };
+      });
+      // The items' bytes are read (decoders copy what they keep): they go back for the parent's next items.
+      post({ type: 'done', results: wire, bytes, spare: m.bytes }, [bytes, m.bytes]);
     });
   });
   post({ type: 'ready' });

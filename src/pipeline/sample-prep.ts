@@ -23,6 +23,11 @@ export interface PreparedSample extends RowFacts {
   cpuResized?: boolean;
   /** Token ids with the specials, padded to the context length, when status is ok. */
   ids?: Int32Array;
+  /**
+   * From a prep thread: call once `pixels` and `ids` have been copied (they are views into a buffer that then goes
+   * back to the thread to be filled again; see prep-protocol). Not calling it only costs an allocation.
+   */
+  release?: () => void;
 }
 
 export interface PrepContext {

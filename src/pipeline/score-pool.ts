@@ -25,10 +25,12 @@ import { utf8Values, type Utf8Column } from '../scores/columns.js';
 import { VERSION } from '../version.js';
 import { DEFAULTS } from '../defaults.js';
 import { InferencePool } from './inference-pool.js';
+import { BatchBuilder } from './batch-builder.js';
+import { BufferPool } from './buffer-pool.js';
 import { PrepPool } from './prep-pool.js';
 import { expandDevices, parseDevice } from '../model/index.js';
 import { availableParallelism } from 'node:os';
-import { defaultPrepWorkers, resolveScoreOptions, type ScoreOptions, type ScoreProgress } from './options.js';
+import { defaultDecodeConcurrency, defaultPrepWorkers, resolveScoreOptions, type ScoreOptions, type ScoreProgress } from './options.js';
 import { planRun, scoreFilePath, type PlannedShard, type RunPlan } from './plan.js';
 import { isShardDone, removeStaleTemps } from './resume.js';
 import { startShard, type ShardOutcome } from './shard-scorer.js';
@@ -155,6 +157,10 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   // Threads sharing the CPU share its cores (0 = every core, split between them).
   const cpuThreads = devices.filter((d) => d === 'cpu').length;
   const intraOp = o.intraOpThreads || (cpuThreads > 1 ? Math.max(1, Math.floor(availableParallelism() / cpuThreads)) : 0);
+  const buffers = new BufferPool(
+    BatchBuilder.bufferSizes(o.batchSize, reference.manifest.image.size, prep.contextLength, pixels, o.sourceSize),
+    o.maxBatchesInFlight * devices.length + 1,
+  );
   const inference = await InferencePool.start(devices.map((device) => ({
     checkpoints: plan.checkpoints.map((c) => ({ name: c.name, dir: c.bundle.dir })),
     reference: reference.dir,
@@ -165,7 +171,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
     pixels,
     precision: o.precision,
     ...(o.sourceSize ? { sourceSize: o.sourceSize } : {}),
-  })), o.maxBatchesInFlight);
+  })), o.maxBatchesInFlight, buffers);
   summary.provider = inference.provider;
   manifest.provider = inference.devices;
   log().info({ provider: manifest.provider, pixels, precision: o.precision, checkpoints: plan.checkpoints.map((c) => c.name) }, 'models loaded');
@@ -218,10 +224,11 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   const ctx = {
     plan,
     prepPool,
+    buffers,
     out: o.out,
     prep,
     batchSize: o.batchSize,
-    decodeConcurrency: o.decodeConcurrency,
+    decodeConcurrency: o.decodeConcurrency || defaultDecodeConcurrency(prepPool?.size ?? 0),
     allowPipe: o.allowPipe,
     normalizeTable: normalizeTableFor(reference.manifest.image),
     pixels,

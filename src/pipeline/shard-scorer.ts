@@ -12,6 +12,7 @@ import { META } from '../scores/schema.js';
 import { openShard, type ShardInfo } from '../wds/index.js';
 import { DEFAULTS } from '../defaults.js';
 import { BatchBuilder } from './batch-builder.js';
+import type { BufferPool } from './buffer-pool.js';
 import type { BatchResult, InferenceClient } from './inference-client.js';
 import type { InferencePool } from './inference-pool.js';
 import type { PrepPool } from './prep-pool.js';
@@ -34,6 +35,8 @@ export interface ShardJobContext {
   inference: Pick<InferenceClient | InferencePool, 'submit'>;
   /** Sample preparation threads; without them (or with --uids, applied here) samples are prepared on this thread. */
   prepPool?: PrepPool;
+  /** Batch buffers coming back from the inference threads. */
+  buffers?: BufferPool;
   signal?: AbortSignal;
   /** Called once per sample read (for progress). */
   onSample?: (status: string) => void;
@@ -63,12 +66,14 @@ export async function startShard(ctx: ShardJobContext, shard: PlannedShard, shar
   const batches: PendingBatch[] = [];
   const B = ctx.batchSize;
   const image = ctx.prep.image;
-  const newBuilder = (index: number) => new BatchBuilder(index, B, image.size, ctx.prep.contextLength, ctx.normalizeTable, ctx.pixels, ctx.sourceSize);
-  let builder = newBuilder(0);
+  const newBuilder = (index: number) => new BatchBuilder(index, B, image.size, ctx.prep.contextLength, ctx.normalizeTable, ctx.pixels, ctx.sourceSize, ctx.buffers);
+  // Made when a sample arrives for it, so that a shard's end leaves no empty builder holding pooled buffers.
+  let builder: BatchBuilder | undefined;
+  let batchIndex = 0;
   let shardError: string | undefined;
 
-  const submit = async (fill: number) => {
-    const batch = builder.finish();
+  const submit = async (b: BatchBuilder, fill: number) => {
+    const batch = b.finish();
     const { result } = await ctx.inference.submit({
       shardSeq, n: batch.rows.length, fill, pixels: batch.pixels, ids: batch.ids, ...(batch.resizedMask ? { resizedMask: batch.resizedMask } : {}),
     });
@@ -85,10 +90,13 @@ export async function startShard(ctx: ShardJobContext, shard: PlannedShard, shar
         facts.push(rowFacts);
         ctx.onSample?.(p.status);
         if (p.status !== 'ok') continue;
+        builder ??= newBuilder(batchIndex++);
         builder.add(p);
+        p.release?.();
         if (builder.full) {
-          await submit(0);
-          builder = newBuilder(builder.index + 1);
+          const full = builder;
+          builder = undefined;
+          await submit(full, 0);
         }
       }
     } finally {
@@ -99,9 +107,9 @@ export async function startShard(ctx: ShardJobContext, shard: PlannedShard, shar
     shardError = errorMessage(e);
     log().warn({ shard: shard.url, err: shardError }, 'shard failed; its readable samples are scored and it will be retried on the next run');
   }
-  if (builder.length > 0) {
+  if (builder) {
     // The last batch borrows its missing negatives from the previous batch's tail (already encoded).
-    await submit(batches.length > 0 ? B - builder.length : 0);
+    await submit(builder, batches.length > 0 ? B - builder.length : 0);
   }
 
   return async () => {
