@@ -317,6 +317,7 @@ async function e2eStep(limit) {
       ...c, samples: s.samples, provider: s.provider, wallS: +wall.toFixed(1), loadS: +s.loadS.toFixed(1),
       rate: s.samples / wall, steadyRate: s.samples / Math.max(1e-9, s.wallS - s.loadS), busyS: +s.inferenceBusyS.toFixed(1),
       busyPct: +(100 * s.inferenceBusyS / Math.max(1e-9, (s.wallS - s.loadS) * (c.inferenceWorkers ?? 1))).toFixed(0),
+      scoringPct: s.scoringThreadCpuS === undefined ? null : +(100 * s.scoringThreadCpuS / Math.max(1e-9, s.wallS - s.loadS)).toFixed(0),
       failedShards: s.shards.failed, statuses: s.statuses,
     });
     console.log(`   ${JSON.stringify(report.e2e.at(-1))}`);
@@ -365,10 +366,10 @@ function markdown() {
   lines.push('| decode + resize + crop to S×S (decodeResized, libvips) | decode only, libvips (decodeRgb, for --source-size) | decode only, wasm | caption tokenize, one thread |', '|---|---|---|---|');
   lines.push(`| ${fmt(d.decodeResized)} | ${fmt(d.decodeOnlyLibvips)} | ${fmt(d.decodeOnlyWasm)} | ${fmt(d.tokenize)} |`);
   lines.push('', '## mimic score end to end, samples/s', '');
-  lines.push('| run | samples | wall s | load s | samples/s (wall) | samples/s (after loading) | inference busy | vs min(session, decode) |', '|---|---|---|---|---|---|---|---|');
+  lines.push('| run | samples | wall s | load s | samples/s (wall) | samples/s (after loading) | inference busy | scoring thread busy | vs min(session, decode) |', '|---|---|---|---|---|---|---|---|---|');
   for (const e of report.e2e) {
     const bound = boundOf(e);
-    lines.push(`| ${e.name} | ${e.samples ?? ''} | ${e.wallS ?? ''} | ${e.loadS ?? ''} | ${fmt(e.rate)} | ${fmt(e.steadyRate)} | ${e.busyPct ?? ''}% | ` +
+    lines.push(`| ${e.name} | ${e.samples ?? ''} | ${e.wallS ?? ''} | ${e.loadS ?? ''} | ${fmt(e.rate)} | ${fmt(e.steadyRate)} | ${e.busyPct ?? ''}% | ${e.scoringPct ?? ''}% | ` +
       `${Number.isFinite(bound) && e.steadyRate ? `${fmt((100 * e.steadyRate) / bound)}% of ${fmt(bound)}` : ''}${e.error ? ` error: ${String(e.error).split('\n').at(-1).slice(0, 160)}` : ''}${e.skipped ? ` skipped: ${e.skipped}` : ''} |`);
   }
   const t = report.torch;

@@ -131,6 +131,9 @@ export function progressLine(p: ScoreProgress): string {
     (p.shardsSkipped ? ` (+${p.shardsSkipped} done before)` : '') + (bad ? ` · ${shortCount(bad)} not ok` : '') + eta;
 }
 
+/** A share of the time after loading, in whole percent (at most 100). */
+const busyPct = (busyS: number, s: ScoreSummary) => Math.min(100, (100 * busyS) / (s.wallS - s.loadS)).toFixed(0);
+
 export function formatSummary(s: ScoreSummary, keys?: { imageKeys: string[]; captionKey: string }): string {
   const lines = [
     `scored ${s.shards.scored} shard(s) of ${s.shards.mine} (worker ${s.workerIndex} of ${s.numWorkers}; ${s.shards.alreadyDone} already done)` +
@@ -138,7 +141,8 @@ export function formatSummary(s: ScoreSummary, keys?: { imageKeys: string[]; cap
     `samples: ${s.samples}` + Object.entries(s.statuses).sort((a, b) => b[1] - a[1]).map(([k, v]) => `  ${k} ${v}`).join(''),
     `time: ${formatDuration(s.wallS)}, ${s.samplesPerS.toFixed(1)} samples/s${s.provider ? ` on ${s.provider}` : ''}` +
       (s.wallS - s.loadS > 0 && s.inferenceBusyS > 0
-        ? ` (loading ${formatDuration(s.loadS)}; model busy ${Math.min(100, (100 * s.inferenceBusyS) / (s.wallS - s.loadS)).toFixed(0)}% of the rest)`
+        ? ` (loading ${formatDuration(s.loadS)}; model busy ${busyPct(s.inferenceBusyS, s)}%` +
+          (s.scoringThreadCpuS === undefined ? '' : `, scoring thread ${busyPct(s.scoringThreadCpuS, s)}%`) + ' of the rest)'
         : ''),
     `scores: ${s.out}`,
   ];

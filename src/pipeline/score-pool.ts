@@ -27,6 +27,7 @@ import { DEFAULTS } from '../defaults.js';
 import { InferencePool } from './inference-pool.js';
 import { BatchBuilder } from './batch-builder.js';
 import { BufferPool } from './buffer-pool.js';
+import { mainThreadCpuS } from './thread-cpu.js';
 import { PrepPool } from './prep-pool.js';
 import { expandDevices, parseDevice } from '../model/index.js';
 import { availableParallelism } from 'node:os';
@@ -54,6 +55,11 @@ export interface ScoreSummary {
    * decoding would not help); well below it means the model waits for input (raise --decode-concurrency).
    */
   inferenceBusyS: number;
+  /**
+   * CPU time of the thread that reads, batches and writes, after loading (Linux only). Close to wallS − loadS
+   * means that thread is what holds the run back (more prep threads cannot help; fewer, larger shards might).
+   */
+  scoringThreadCpuS?: number;
 }
 
 /** How often the worker manifest is rewritten: it is a report, the score files are the authority. */
@@ -176,6 +182,7 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   manifest.provider = inference.devices;
   log().info({ provider: manifest.provider, pixels, precision: o.precision, checkpoints: plan.checkpoints.map((c) => c.name) }, 'models loaded');
   summary.loadS = (performance.now() - started) / 1000;
+  const cpuAtLoad = mainThreadCpuS();
 
   const expected = await expectedSamples(todo.map((t) => t.shard));
   const progress = (): ScoreProgress => ({
@@ -263,6 +270,8 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   summary.wallS = (performance.now() - started) / 1000;
   summary.samplesPerS = summary.samples / summary.wallS;
   summary.inferenceBusyS = inference.busyMs / 1000;
+  const cpuAtEnd = mainThreadCpuS();
+  if (cpuAtLoad !== undefined && cpuAtEnd !== undefined) summary.scoringThreadCpuS = cpuAtEnd - cpuAtLoad;
   return summary;
 }
 

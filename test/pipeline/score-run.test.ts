@@ -212,6 +212,10 @@ describe('every sample, in shard order, with its status', () => {
     expect(summary.shards).toMatchObject({ run: truth.size, mine: truth.size, alreadyDone: 0, scored: truth.size, failed: 0 });
     const text = formatSummary(summary);
     expect(text).toContain(`samples: ${summary.samples}`);
+    // The scoring thread's CPU after loading (Linux): some, and no more than the CPU time of the whole process.
+    expect(summary.scoringThreadCpuS).toBeGreaterThan(0);
+    expect(summary.scoringThreadCpuS!).toBeLessThan(process.cpuUsage().user / 1e6 + process.cpuUsage().system / 1e6);
+    expect(text).toMatch(/model busy \d+%, scoring thread \d+% of the rest/);
     for (const [status, n] of Object.entries(counts)) expect(text).toContain(` ${status} ${n}`);
     // Rows without a caption or image come with the flag that names another member.
     const withKeys = formatSummary(summary, { imageKeys: ['jpg', 'png'], captionKey: 'txt' });
