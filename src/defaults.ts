@@ -47,10 +47,11 @@ export const DEFAULTS = {
     /** libvips shrinks (fast, ≤ a few LSB from PIL); PIL's bicubic, re-implemented bit-exactly, enlarges. */
     resampler: 'auto',
     /**
-     * Plain 8-bit JPEGs decode in WebAssembly (src/image/jpeg-wasm.ts: same pixels as libvips, ~2× the images per
-     * CPU-second) where a thread is there for it; 'libvips' decodes everything with sharp.
+     * Who decodes plain 8-bit JPEGs for a caller that does not say: libvips, beside the caller's thread. The wasm
+     * decoder (src/image/jpeg-wasm.ts: same pixels, 1.3–1.5× the images per CPU-second, on the calling thread) is
+     * chosen where a thread is there for it: the scoring pipeline's prep threads (DEFAULTS.score.jpegDecoder).
      */
-    jpegDecoder: 'wasm' as 'wasm' | 'libvips',
+    jpegDecoder: 'libvips' as 'wasm' | 'libvips',
     /**
      * Larger JPEGs go to libvips: the wasm heap grows to the largest image and never shrinks (4 bytes a pixel),
      * and on large images the resize, not the decode, is the cost.

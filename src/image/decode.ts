@@ -24,8 +24,9 @@ export interface DecodeOptions {
    */
   resampler?: 'auto' | 'pil' | 'libvips';
   /**
-   * Who decodes plain 8-bit JPEGs: 'wasm' (src/image/jpeg-wasm.ts: the same pixels, twice the images per
-   * CPU-second, but it blocks the calling thread) or 'libvips' (sharp, on libuv's thread pool). Other formats,
+   * Who decodes plain 8-bit JPEGs: 'wasm' (src/image/jpeg-wasm.ts: the same pixels, 1.3–1.5× the images per
+   * CPU-second, but it blocks the calling thread) or 'libvips' (sharp, on libuv's thread pool; the default, as
+   * callers expect decodes to run beside their thread). Other formats,
    * large JPEGs, JPEGs that libvips shrinks (it decodes and resizes in one call, which is faster) and any JPEG
    * the wasm decoder warns about go to libvips either way.
    */

@@ -2,7 +2,7 @@
  * JPEG decoding in WebAssembly: the mozjpeg decoder that @jsquash/jpeg ships (libjpeg-turbo's decoding code, as
  * in the libvips that sharp bundles, so the pixels are the same; test/image/jpeg-wasm.test.ts checks). Why: on
  * web-sized images sharp spends more time around the decoder than in it (a thread-pool hop each way, libvips'
- * object system: ~1 ms a call), and this decoder runs on the calling thread without any of that, about twice the
+ * object system: ~1 ms a call), and this decoder runs on the calling thread without any of that: 1.3–1.5× the
  * images per CPU-second on 256-px JPEGs (scripts/bench-decode.mjs). It blocks the thread it runs on, so
  * sample preparation uses it on prep worker threads (src/pipeline/prep-worker.ts), not on the reader's.
  *
