@@ -12,7 +12,7 @@
 //               float32/uint8 pixels at batch 256 (and fp16/uint8 at 512): image encoder, text encoder, and the
 //               whole batch (both encoders + gradient graph); features compared with fp32/float32 on this device
 //   6. e2e      `mimic score` end to end on the shards: fp16+uint8 (resize on the CPU, and in the graph with the
-//               wasm and the libvips JPEG decoder), fp32+uint8, 8 prep threads, 2 inference threads on the device,
+//               wasm and the libvips JPEG decoder, and in two processes), fp32+uint8, 8 prep threads, 2 inference threads on the device,
 //               fp32+float32; score files compared (uint8 vs float32, fp16 vs fp32, wasm vs libvips, ...)
 //   7. torch    PyTorch eager on the same device: image/text towers fp32 and fp16 with inputs on the device, and
 //               fp16 with uint8 pixels copied from the host
@@ -284,11 +284,13 @@ function relErr(a, b) {
 }
 
 // Most informative first (a run cut short by the deadline keeps those). Default prep threads from 8 cores: cores − 2
-// (cores/4 with --jpeg-decoder libvips).
+// (cores/4 with --jpeg-decoder libvips). `processes`: that many `mimic score` processes on the same device, each
+// with its share of the shards (--num-workers) and of the cores: for when one scoring thread is the limit.
 const E2E_CONFIGS = [
   { name: 'fp16-uint8', precision: 'fp16', pixels: 'uint8' },
   { name: 'fp16-uint8-src256', precision: 'fp16', pixels: 'uint8', sourceSize: '256x256', jpegDecoder: 'wasm' },
   { name: 'fp16-uint8-src256-libvips', precision: 'fp16', pixels: 'uint8', sourceSize: '256x256', jpegDecoder: 'libvips' },
+  { name: 'fp16-uint8-src256-2proc', precision: 'fp16', pixels: 'uint8', sourceSize: '256x256', jpegDecoder: 'wasm', processes: 2 },
   { name: 'fp32-uint8', precision: 'fp32', pixels: 'uint8' },
   { name: 'fp16-uint8-prep8', precision: 'fp16', pixels: 'uint8', prepWorkers: 8 },
   { name: 'fp16-uint8-2threads', precision: 'fp16', pixels: 'uint8', inferenceWorkers: 2 },
@@ -302,23 +304,35 @@ async function e2eStep(limit) {
     if (left < 25) { report.e2e.push({ ...c, skipped: 'step time limit' }); continue; }
     const out = join(WORK, `scores-${c.name}`);
     rmSync(out, { recursive: true, force: true });
+    const n = c.processes ?? 1;
+    const prepWorkers = c.prepWorkers ?? (n > 1 ? Math.max(1, Math.floor((os.availableParallelism() - 2 * n) / n)) : undefined);
     const args = [join(REPO, 'bin', 'mimic'), '--log-level', 'warn', 'score', shardGlob(), '--proxy', `p=${bundleDir('proxy')}`, '--reference', bundleDir('reference'),
       '--out', out, '--batch-size', String(BATCH), '--device', DEVICE, '--precision', c.precision, '--pixels', c.pixels, '--json',
-      ...(c.inferenceWorkers ? ['--inference-workers', String(c.inferenceWorkers)] : []), ...(c.prepWorkers ? ['--prep-workers', String(c.prepWorkers)] : []),
+      ...(c.inferenceWorkers ? ['--inference-workers', String(c.inferenceWorkers)] : []), ...(prepWorkers ? ['--prep-workers', String(prepWorkers)] : []),
       ...(c.sourceSize ? ['--source-size', c.sourceSize] : []), ...(c.jpegDecoder ? ['--jpeg-decoder', c.jpegDecoder] : []),
       ...(CPU ? ['--threads', '0'] : [])];
     const w0 = elapsed();
-    const r = await child(`e2e-${c.name}`, process.execPath, args, { timeoutS: Math.min(left, 200) });
+    const runs = await Promise.all(Array.from({ length: n }, (_, i) => child(`e2e-${c.name}${n > 1 ? `-${i}` : ''}`, process.execPath,
+      n > 1 ? [...args, '--num-workers', String(n), '--worker-index', String(i)] : args, { timeoutS: Math.min(left, 200) })));
     const wall = elapsed() - w0;
-    let s = null;
-    try { s = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))); } catch { /* below */ }
-    if (!s) { report.e2e.push({ ...c, error: r.timedOut ? `timed out after ${wall.toFixed(0)} s` : r.stderr.slice(-800) }); save(); continue; }
+    const sums = runs.map((r) => { try { return JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))); } catch { return null; } });
+    if (sums.some((x) => !x)) {
+      const bad = runs[sums.findIndex((x) => !x)];
+      report.e2e.push({ ...c, error: bad.timedOut ? `timed out after ${wall.toFixed(0)} s` : bad.stderr.slice(-800) });
+      save();
+      continue;
+    }
+    // Several processes: samples add up, the run lasts as long as the slowest, loading overlaps.
+    const samples = sums.reduce((a, x) => a + x.samples, 0);
+    const loadS = Math.max(...sums.map((x) => x.loadS));
+    const runS = Math.max(...sums.map((x) => x.wallS)) - loadS;
+    const share = (x, v) => (v === undefined ? null : (100 * v) / Math.max(1e-9, x.wallS - x.loadS));
     report.e2e.push({
-      ...c, samples: s.samples, provider: s.provider, wallS: +wall.toFixed(1), loadS: +s.loadS.toFixed(1),
-      rate: s.samples / wall, steadyRate: s.samples / Math.max(1e-9, s.wallS - s.loadS), busyS: +s.inferenceBusyS.toFixed(1),
-      busyPct: +(100 * s.inferenceBusyS / Math.max(1e-9, (s.wallS - s.loadS) * (c.inferenceWorkers ?? 1))).toFixed(0),
-      scoringPct: s.scoringThreadCpuS === undefined ? null : +(100 * s.scoringThreadCpuS / Math.max(1e-9, s.wallS - s.loadS)).toFixed(0),
-      failedShards: s.shards.failed, statuses: s.statuses,
+      ...c, ...(prepWorkers ? { prepWorkers } : {}), samples, provider: sums[0].provider, wallS: +wall.toFixed(1), loadS: +loadS.toFixed(1),
+      rate: samples / wall, steadyRate: samples / Math.max(1e-9, runS), busyS: +sums.reduce((a, x) => a + x.inferenceBusyS, 0).toFixed(1),
+      busyPct: +(sums.reduce((a, x) => a + share(x, x.inferenceBusyS), 0) / n / (c.inferenceWorkers ?? 1)).toFixed(0),
+      scoringPct: sums[0].scoringThreadCpuS === undefined ? null : +Math.max(...sums.map((x) => share(x, x.scoringThreadCpuS))).toFixed(0),
+      failedShards: sums.reduce((a, x) => a + x.shards.failed, 0), statuses: sums.map((x) => x.statuses),
     });
     console.log(`   ${JSON.stringify(report.e2e.at(-1))}`);
     save();
@@ -528,7 +542,8 @@ async function childMain(kind) {
       ['fp16-uint8-2threads', 'fp16-uint8', '2 inference threads vs 1 (fp16), score files'],
       ['fp16-uint8-prep8', 'fp16-uint8', '8 prep threads vs the default (fp16), score files'],
       ['fp16-uint8-src256', 'fp16-uint8', 'resize in the graph vs on the CPU (fp16), score columns'],
-      ['fp16-uint8-src256', 'fp16-uint8-src256-libvips', 'wasm vs libvips JPEG decoder (--source-size), score files']];
+      ['fp16-uint8-src256', 'fp16-uint8-src256-libvips', 'wasm vs libvips JPEG decoder (--source-size), score files'],
+      ['fp16-uint8-src256-2proc', 'fp16-uint8-src256', '2 processes vs 1 (--source-size), score files']];
     for (const [a, b, label] of pairs) {
       if (!existsSync(dirOf(a)) || !existsSync(dirOf(b))) continue;
       const files = readdirSync(dirOf(b)).filter((f) => f.endsWith('.arrow')).sort();
