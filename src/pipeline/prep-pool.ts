@@ -17,6 +17,26 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
+/**
+ * Which thread prepares the next sample: `chunk` consecutive samples to one, then the next, whatever the event
+ * loop turns they arrive in (fewer, fuller messages; see DEFAULTS.score.prepChunk), and every thread in its turn.
+ */
+export class ChunkedRoundRobin {
+  private current = 0;
+  private given = 0;
+
+  constructor(private readonly threads: number, private readonly chunk: number) {}
+
+  pick(): number {
+    if (this.given === this.chunk) {
+      this.current = (this.current + 1) % this.threads;
+      this.given = 0;
+    }
+    this.given++;
+    return this.current;
+  }
+}
+
 /** An item waiting for the next flush, with the member bytes that flush packs. */
 interface Outgoing {
   item: Omit<PrepItem, 'files'>;
@@ -25,7 +45,7 @@ interface Outgoing {
 
 export class PrepPool {
   private nextId = 0;
-  private next = 0;
+  private readonly turns: ChunkedRoundRobin;
   private readonly pending = new Map<number, Pending>();
   private readonly outbox: Outgoing[][];
   /** Per thread: its answers' buffers, read and free, to go back with its next items. */
@@ -38,6 +58,7 @@ export class PrepPool {
   private constructor(private readonly workers: Worker[]) {
     this.outbox = workers.map(() => []);
     this.answerSpares = workers.map(() => []);
+    this.turns = new ChunkedRoundRobin(workers.length, DEFAULTS.score.prepChunk);
     workers.forEach((w, wi) => {
       w.on('message', (m: PrepWorkerMessage) => {
         if (m.type !== 'done') return;
@@ -112,10 +133,7 @@ export class PrepPool {
     // The member bytes are views into the tar reader's chunks: the flush copies them into its message's buffer.
     const item = { id, shard: sample.shard, row: sample.row, key: sample.key, ...(sample.problem ? { problem: { ...sample.problem } } : {}) };
     const p = new Promise<PreparedSample>((resolve, reject) => this.pending.set(id, { resolve, reject }));
-    // prepChunk consecutive samples to one thread, then the next: fewer, fuller messages (see DEFAULTS.score.prepChunk).
-    const box = this.outbox[this.next]!;
-    box.push({ item, files: [...sample.files] });
-    if (box.length % DEFAULTS.score.prepChunk === 0) this.next = (this.next + 1) % this.workers.length;
+    this.outbox[this.turns.pick()]!.push({ item, files: [...sample.files] });
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { BatchBuilder } from '../../src/pipeline/batch-builder.js';
 import { BufferPool } from '../../src/pipeline/buffer-pool.js';
+import { ChunkedRoundRobin } from '../../src/pipeline/prep-pool.js';
 import { pack, Spares } from '../../src/pipeline/prep-protocol.js';
 import type { PreparedSample } from '../../src/pipeline/sample-prep.js';
 
@@ -63,6 +64,15 @@ describe('BufferPool', () => {
     expect(out.pixels.length).toBe(12);
     expect(pool.take(4 * 12).byteLength).toBe(48);
     expect(pool.take(4 * 8)).not.toBe(out.ids.buffer);
+  });
+});
+
+describe('prep thread turns', () => {
+  it('gives each thread chunk samples in turn, however few arrive at a time', () => {
+    const rr = new ChunkedRoundRobin(3, 2);
+    expect(Array.from({ length: 8 }, () => rr.pick())).toEqual([0, 0, 1, 1, 2, 2, 0, 0]);
+    const one = new ChunkedRoundRobin(1, 8);
+    expect(new Set(Array.from({ length: 20 }, () => one.pick()))).toEqual(new Set([0]));
   });
 });
 
