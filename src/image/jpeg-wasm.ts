@@ -12,6 +12,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { errorMessage } from '../errors.js';
+import { log } from '../log.js';
 
 interface MozJpegDecoder {
   /** RGBA (grey replicated), or null; libjpeg's fatal errors surface as a thrown exit(1). */
@@ -35,7 +37,7 @@ declare const WebAssembly: {
 
 const require = createRequire(import.meta.url);
 let compiled: { wasm: WebAssembly.Module; factory: Factory } | undefined;
-let decoder: Promise<MozJpegDecoder> | undefined;
+let decoder: Promise<MozJpegDecoder | undefined> | undefined;
 /** What libjpeg printed during the current call: any message is a warning or an error. */
 const messages: string[] = [];
 
@@ -64,8 +66,13 @@ async function instantiate(): Promise<MozJpegDecoder> {
  * expected size. `width`/`height` come from the frame header the caller already read.
  */
 export async function decodeJpegRgb(bytes: Uint8Array, width: number, height: number): Promise<Buffer | undefined> {
-  decoder ??= instantiate();
+  // A decoder that cannot load (a damaged install) costs speed, not samples: libvips decodes, and it is said once.
+  decoder ??= instantiate().catch((e: unknown) => {
+    log().warn({ err: errorMessage(e) }, 'the WebAssembly JPEG decoder could not be loaded: libvips decodes every JPEG (reinstall with npm ci)');
+    return undefined;
+  });
   const jpeg = await decoder;
+  if (!jpeg) return undefined;
   messages.length = 0;
   let out: ReturnType<MozJpegDecoder['decode']>;
   try {
