@@ -19,6 +19,11 @@ export interface ModelBatch {
   resizedMask?: Uint8Array;
 }
 
+/** Pixels per row: a source-size frame, or the model's S×S. */
+function pixelCountOf(size: number, sourceSize?: { width: number; height: number }): number {
+  return sourceSize ? sourceSize.width * sourceSize.height : size * size;
+}
+
 export class BatchBuilder {
   private readonly pixels: Float32Array | Uint8Array;
   private readonly ids: BigInt64Array;
@@ -37,18 +42,17 @@ export class BatchBuilder {
     /** Where the buffers come from (and a short last batch's go back to); every row in use is overwritten. */
     private readonly buffers?: BufferPool,
   ) {
-    this.pixelCount = sourceSize ? sourceSize.width * sourceSize.height : size * size;
+    this.pixelCount = pixelCountOf(size, sourceSize);
     if (sourceSize) this.mask = new Uint8Array(capacity);
-    const values = capacity * 3 * this.pixelCount;
+    const [pixelBytes, idBytes] = BatchBuilder.bufferSizes(capacity, size, contextLength, pixelFormat, sourceSize);
     const take = (bytes: number) => buffers?.take(bytes) ?? new ArrayBuffer(bytes);
-    this.pixels = pixelFormat === 'uint8' ? new Uint8Array(take(values)) : new Float32Array(take(values * 4));
-    this.ids = new BigInt64Array(take(capacity * contextLength * 8));
+    this.pixels = pixelFormat === 'uint8' ? new Uint8Array(take(pixelBytes)) : new Float32Array(take(pixelBytes));
+    this.ids = new BigInt64Array(take(idBytes));
   }
 
   /** The byte lengths of a full batch's pixel and id buffers (what a BufferPool keeps). */
-  static bufferSizes(capacity: number, size: number, contextLength: number, pixelFormat: 'float32' | 'uint8', sourceSize?: { width: number; height: number }): number[] {
-    const pixelCount = sourceSize ? sourceSize.width * sourceSize.height : size * size;
-    return [capacity * 3 * pixelCount * (pixelFormat === 'uint8' ? 1 : 4), capacity * contextLength * 8];
+  static bufferSizes(capacity: number, size: number, contextLength: number, pixelFormat: 'float32' | 'uint8', sourceSize?: { width: number; height: number }): [number, number] {
+    return [capacity * 3 * pixelCountOf(size, sourceSize) * (pixelFormat === 'uint8' ? 1 : 4), capacity * contextLength * 8];
   }
 
   get length(): number {

@@ -219,9 +219,11 @@ export async function scorePool(options: ScoreOptions): Promise<ScoreSummary> {
   };
 
   const prepWorkers = o.prepWorkers === 'auto' ? defaultPrepWorkers(devices, o.jpegDecoder) : o.prepWorkers;
-  if (prepWorkers > 0 && !plan.uids) log().info({ prepWorkers, jpegDecoder: o.jpegDecoder === 'libvips' ? 'libvips' : 'wasm' }, 'sample preparation threads');
+  // 'auto': wasm where a thread is there for it (the prep threads), libvips on the scoring thread (prep.decode).
+  const prepDecoder = o.jpegDecoder === 'libvips' ? 'libvips' : 'wasm';
+  if (prepWorkers > 0 && !plan.uids) log().info({ prepWorkers, jpegDecoder: prepDecoder }, 'sample preparation threads');
   const prepPool = prepWorkers > 0 && !plan.uids ? await PrepPool.start(prepWorkers, {
-    imageKeys: prep.imageKeys, captionKey: prep.captionKey, metadataKey: prep.metadataKey, image: prep.image, decode: { jpegDecoder: o.jpegDecoder === 'libvips' ? 'libvips' : 'wasm' },
+    imageKeys: prep.imageKeys, captionKey: prep.captionKey, metadataKey: prep.metadataKey, image: prep.image, decode: { jpegDecoder: prepDecoder },
     vocab: reference.paths.vocab, contextLength: prep.contextLength, padId: prep.padId,
     ...(o.sourceSize ? { sourceSize: o.sourceSize } : {}),
   }).catch(async (e) => {

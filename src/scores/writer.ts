@@ -6,7 +6,7 @@
 import { Field, Float32, Int32, Schema, Struct, Table, RecordBatch, Uint32, Utf8, makeData, tableToIPC } from 'apache-arrow';
 import type { DataType } from 'apache-arrow';
 import { MimicError } from '../errors.js';
-import { AtomicFile } from '../atomic-file.js';
+import { writeFileAtomicSync } from '../atomic-file.js';
 import { NumericBuilder, Utf8Builder, type Column } from './columns.js';
 import { FLOAT_COLUMNS, META, SCORE_COLUMNS, SCORE_FORMAT, type ColumnSpec, type ColumnType } from './schema.js';
 
@@ -217,13 +217,5 @@ export function encodeScoreFile(table: ScoreTable, meta: Record<string, string>)
  * are created. On any failure the temporary file is removed and `path` is untouched.
  */
 export async function writeScoreFile(path: string, table: ScoreTable, meta: Record<string, string>): Promise<void> {
-  const bytes = encodeScoreFile(table, meta);
-  const f = AtomicFile.open(path, { bufferBytes: 1 << 16 });
-  try {
-    f.write(bytes);
-    f.commit();
-  } catch (e) {
-    f.abort();
-    throw e;
-  }
+  writeFileAtomicSync(path, encodeScoreFile(table, meta));
 }
